@@ -1,0 +1,150 @@
+#!/usr/bin/env node
+// The only module that touches process.*: flags and environment in, signals, exit.
+import fs from 'node:fs';
+import tls from 'node:tls';
+import { Command, Option } from 'commander';
+import { buildConfig, ConfigError, DEFAULTS, LOG_LEVELS, type Config, type RawOptions } from './config.js';
+import { createCredentials, defaultChain } from './credentials.js';
+import { listen } from './listen.js';
+import { createLogger, errorSummary } from './log.js';
+import { createServer } from './server.js';
+import { createSigner } from './signer.js';
+import { createUpstream } from './upstream.js';
+
+const pkg = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+function program(): Command {
+  return new Command('lambda-sign')
+    .description('Signs Varnish\'s Lambda Invoke requests with AWS SigV4 and streams them to Lambda over HTTP/2.')
+    .version(pkg.version)
+    .option('--region <region>', 'AWS region (env AWS_REGION, AWS_DEFAULT_REGION)')
+    .option('--socket <path>', 'Unix socket to listen on; ignored under systemd socket activation', DEFAULTS.socket)
+    .option('--socket-mode <octal>', 'permissions of the socket file', DEFAULTS.socketMode)
+    .option(
+      '--endpoint <url>',
+      'Lambda endpoint (env AWS_ENDPOINT_URL_LAMBDA, AWS_ENDPOINT_URL; default https://lambda.<region>.amazonaws.com)',
+    )
+    .option(
+      '--allow-function <glob>',
+      'allow only functions whose bare name matches; repeatable (default: every function)',
+      (value: string, prev: string[] = []) => [...prev, value],
+    )
+    .option('--max-body <bytes>', 'largest request body accepted (413 above it)', DEFAULTS.maxBody)
+    .option('--timeout <seconds>', 'time limit for a complete answer from Lambda (504 after it)', DEFAULTS.timeout)
+    .option('--drain-timeout <seconds>', 'on SIGTERM, how long in-flight invocations may take to finish', DEFAULTS.drainTimeout)
+    .option('--profile <name>', 'AWS shared-config profile for credentials (env AWS_PROFILE)')
+    .option('--ca-file <path>', 'extra PEM certificates to trust for the endpoint (also: NODE_EXTRA_CA_CERTS)')
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
+    .addHelpText(
+      'after',
+      '\nCredentials come from the AWS default chain: environment, SSO, web identity, shared files,\n' +
+        'ECS container credentials, EC2 instance metadata. Error codes and VCL: see README.md.',
+    );
+}
+
+/** systemd socket activation (sd_listen_fds(3)): our PID and exactly one descriptor, fd 3. */
+function activatedFd(): number | undefined {
+  if (process.env.LISTEN_PID !== String(process.pid) || process.env.LISTEN_FDS === undefined) return undefined;
+  const count = Number(process.env.LISTEN_FDS);
+  delete process.env.LISTEN_PID;
+  delete process.env.LISTEN_FDS;
+  delete process.env.LISTEN_FDNAMES;
+  if (count !== 1) throw new ConfigError('LISTEN_FDS', `expected exactly one socket from systemd, got ${count}`);
+  return 3;
+}
+
+async function main(): Promise<void> {
+  const cmd = program();
+  cmd.parse(process.argv);
+  let config: Config;
+  try {
+    config = buildConfig(cmd.opts<RawOptions>(), process.env, activatedFd());
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`lambda-sign: ${err.message}\n`);
+    process.exit(2);
+  }
+
+  const log = createLogger(config.logLevel);
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'uncaught exception');
+    log.flush();
+    process.exit(1);
+  });
+  process.on('unhandledRejection', (err) => {
+    log.fatal({ err }, 'unhandled rejection');
+    log.flush();
+    process.exit(1);
+  });
+
+  let ca: string[] | undefined;
+  if (config.caFile !== undefined) {
+    try {
+      ca = [...tls.rootCertificates, fs.readFileSync(config.caFile, 'utf8')];
+    } catch (err) {
+      process.stderr.write(`lambda-sign: --ca-file: ${errorSummary(err).message}\n`);
+      process.exit(2);
+    }
+  }
+
+  const credentials = createCredentials(defaultChain({ profile: config.profile }));
+  const signer = createSigner({ region: config.region, credentials });
+  const upstream = createUpstream({
+    endpoint: config.endpoint,
+    ca,
+    onRetry: (reason) => log.debug({ reason }, 'retrying unprocessed request'),
+  });
+  const server = createServer({ config, signer, upstream, credentials, log });
+
+  let listening;
+  try {
+    listening = await listen(server.http, config);
+  } catch (err) {
+    log.fatal({ err }, 'cannot listen');
+    log.flush();
+    process.exit(1);
+  }
+  log.info(
+    {
+      version: pkg.version,
+      socket: config.listenFd === undefined ? config.socketPath : `fd:${config.listenFd} (systemd)`,
+      endpoint: config.endpoint.origin,
+      region: config.region,
+      allow: config.allowFunctions.length === 0 ? '*' : config.allowFunctions,
+    },
+    'listening',
+  );
+  if (config.allowFunctions.length === 0) {
+    log.warn('no --allow-function given: every function these credentials can invoke is reachable through the socket');
+  }
+  // Checked once so that a misconfiguration shows at start; the daemon runs either way
+  // (an instance role may appear later) and /healthz reports the state.
+  credentials.get().then(
+    () => log.info('credentials resolved'),
+    (err) => log.warn({ err }, 'credentials unavailable; invocations answer 503 until they resolve'),
+  );
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now');
+      log.flush();
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal, inflight: server.inflight }, 'draining');
+    await server.drain(config.drainTimeoutMs);
+    await upstream.close(2000);
+    listening.cleanup();
+    log.info('stopped');
+    log.flush();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main().catch((err) => {
+  process.stderr.write(`lambda-sign: ${errorSummary(err).message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,145 @@
+// Options → a frozen Config. Validation happens here, once, and every failure names
+// the flag (or the environment variable) it came from.
+
+export class ConfigError extends Error {
+  constructor(readonly option: string, message: string) {
+    super(`${option}: ${message}`);
+  }
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Config {
+  readonly region: string;
+  readonly socketPath: string;
+  readonly socketMode: number;
+  /** A descriptor passed by systemd socket activation; when set, socketPath is not used. */
+  readonly listenFd?: number;
+  readonly endpoint: URL;
+  /** The host Lambda sees in :authority / Host, and the one that is signed. */
+  readonly signingHost: string;
+  readonly allowFunctions: readonly string[];
+  readonly maxBody: number;
+  readonly timeoutMs: number;
+  readonly drainTimeoutMs: number;
+  readonly logLevel: LogLevel;
+  readonly profile?: string;
+  readonly caFile?: string;
+}
+
+/** What commander hands over: strings, as typed. */
+export interface RawOptions {
+  region?: string;
+  socket?: string;
+  socketMode?: string;
+  endpoint?: string;
+  allowFunction?: string[];
+  maxBody?: string;
+  timeout?: string;
+  drainTimeout?: string;
+  logLevel?: string;
+  profile?: string;
+  caFile?: string;
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export const DEFAULTS = Object.freeze({
+  socket: '/run/lambda-sign.sock',
+  socketMode: '660',
+  maxBody: '6291456', // Lambda's synchronous invoke payload limit
+  timeout: '900', // Lambda's maximum function timeout
+  drainTimeout: '30',
+  logLevel: 'info',
+});
+
+const REGION_RE = /^[a-z]{2,4}(?:-[a-z]+)+-\d{1,2}$/;
+
+export function defaultEndpoint(region: string): string {
+  // China regions live under their own DNS suffix.
+  const suffix = region.startsWith('cn-') ? 'amazonaws.com.cn' : 'amazonaws.com';
+  return `https://lambda.${region}.${suffix}`;
+}
+
+export function buildConfig(raw: RawOptions, env: Env = {}, listenFd?: number): Config {
+  const region = pick(raw.region, env.AWS_REGION, env.AWS_DEFAULT_REGION);
+  if (region === undefined) {
+    throw new ConfigError('--region', 'required (or set AWS_REGION / AWS_DEFAULT_REGION)');
+  }
+  if (!REGION_RE.test(region)) throw new ConfigError('--region', `not an AWS region: ${JSON.stringify(region)}`);
+
+  const endpointText = pick(raw.endpoint, env.AWS_ENDPOINT_URL_LAMBDA, env.AWS_ENDPOINT_URL) ?? defaultEndpoint(region);
+  const endpoint = parseEndpoint(endpointText);
+
+  const socketMode = raw.socketMode ?? DEFAULTS.socketMode;
+  if (!/^0?[0-7]{3}$/.test(socketMode)) throw new ConfigError('--socket-mode', 'expected octal permissions such as 660');
+
+  const logLevel = raw.logLevel ?? DEFAULTS.logLevel;
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new ConfigError('--log-level', `expected one of ${LOG_LEVELS.join(', ')}`);
+  }
+
+  const allowFunctions = (raw.allowFunction ?? []).map((g) => {
+    if (!/^[a-zA-Z0-9_*?-]{1,64}$/.test(g)) {
+      throw new ConfigError('--allow-function', `${JSON.stringify(g)}: a glob over function names uses [A-Za-z0-9_-] with * and ?`);
+    }
+    return g;
+  });
+
+  const socketPath = raw.socket ?? DEFAULTS.socket;
+  if (socketPath.length === 0 || Buffer.byteLength(socketPath) > 107) {
+    throw new ConfigError('--socket', 'a Unix socket path must be 1 to 107 bytes');
+  }
+
+  return Object.freeze({
+    region,
+    socketPath,
+    socketMode: parseInt(socketMode, 8),
+    listenFd,
+    endpoint,
+    signingHost: endpoint.host, // URL.host omits the default port, as Host must
+    allowFunctions: Object.freeze(allowFunctions),
+    maxBody: integer('--max-body', raw.maxBody ?? DEFAULTS.maxBody, 1, 1 << 30),
+    timeoutMs: seconds('--timeout', raw.timeout ?? DEFAULTS.timeout, 3600),
+    drainTimeoutMs: seconds('--drain-timeout', raw.drainTimeout ?? DEFAULTS.drainTimeout, 3600),
+    logLevel: logLevel as LogLevel,
+    profile: pick(raw.profile, env.AWS_PROFILE),
+    caFile: raw.caFile,
+  });
+}
+
+function pick(...values: (string | undefined)[]): string | undefined {
+  return values.find((v) => v !== undefined && v !== '');
+}
+
+function parseEndpoint(text: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ConfigError('--endpoint', `not a URL: ${JSON.stringify(text)}`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new ConfigError('--endpoint', 'must be an https:// (or, for local testing, http://) URL');
+  }
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '') {
+    throw new ConfigError('--endpoint', 'must be an origin only, without path or query');
+  }
+  if (url.username !== '' || url.password !== '') throw new ConfigError('--endpoint', 'must not carry credentials');
+  return url;
+}
+
+function integer(option: string, text: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text)) throw new ConfigError(option, `expected a whole number, got ${JSON.stringify(text)}`);
+  const n = Number(text);
+  if (n < min || n > max) throw new ConfigError(option, `must be between ${min} and ${max}`);
+  return n;
+}
+
+function seconds(option: string, text: string, max: number): number {
+  if (!/^\d+(?:\.\d+)?$/.test(text)) throw new ConfigError(option, `expected seconds, got ${JSON.stringify(text)}`);
+  const n = Number(text);
+  if (n <= 0 || n > max) throw new ConfigError(option, `must be more than 0 and at most ${max} seconds`);
+  return Math.round(n * 1000);
+}

@@ -1,0 +1,48 @@
+// Which headers cross the daemon, in each direction.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+// DESIGN §2: only what Invoke understands goes upstream. Everything Varnish or the
+// client added (x-varnish, via, x-forwarded-for, authorization, x-amz-date, cookies…)
+// is dropped, so a client can never smuggle a signature, token or date.
+const INBOUND_ALLOWED = ['content-type', 'x-amz-invocation-type', 'x-amz-log-type', 'x-amz-client-context'] as const;
+
+export function outboundHeaders(inbound: IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of INBOUND_ALLOWED) {
+    const value = inbound[name];
+    if (typeof value === 'string') out[name] = value;
+  }
+  return out;
+}
+
+// RFC 9110 §7.6.1 connection-specific fields, plus the obsolete ones proxies still send.
+// content-length is end-to-end and kept: Varnish can then skip chunked framing.
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+]);
+
+/**
+ * Lambda's answer as Varnish should see it: pseudo-headers (RFC 9113 §8.3) and
+ * hop-by-hop fields removed, including any named by Connection (HTTP/1.1 upstreams).
+ */
+export function responseHeaders(upstream: IncomingHttpHeaders | Record<string, unknown>): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  const connection = upstream['connection'];
+  const named =
+    typeof connection === 'string' ? new Set(connection.toLowerCase().split(',').map((s) => s.trim())) : undefined;
+  for (const name in upstream) {
+    if (name.charCodeAt(0) === 58 /* ':' */ || HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    const value = upstream[name];
+    if (value !== undefined) out[name] = value as string | string[] | number;
+  }
+  return out;
+}

@@ -1,0 +1,74 @@
+// Puts the server on its Unix socket: a path we own, or a descriptor systemd passed.
+import fs from 'node:fs';
+import net from 'node:net';
+import type { Server } from 'node:net';
+
+export interface ListenOptions {
+  socketPath: string;
+  socketMode: number;
+  /** Socket activation: serve this descriptor, never create or remove a path. */
+  listenFd?: number;
+  /** Varnish connects without blocking; a full backlog fails its connects (EAGAIN). */
+  backlog?: number;
+}
+
+export interface Listening {
+  /** Removes the socket file if it is still the one we created. */
+  cleanup(): void;
+}
+
+export const DEFAULT_BACKLOG = 16384; // the kernel caps it at net.core.somaxconn
+
+export async function listen(server: Server, opts: ListenOptions): Promise<Listening> {
+  const backlog = opts.backlog ?? DEFAULT_BACKLOG;
+  if (opts.listenFd !== undefined) {
+    // Node accepts a bare descriptor as a handle: { fd }.
+    await listening(server, { fd: opts.listenFd, backlog } as net.ListenOptions);
+    return { cleanup() {} };
+  }
+  await removeStale(opts.socketPath);
+  await listening(server, { path: opts.socketPath, backlog });
+  fs.chmodSync(opts.socketPath, opts.socketMode);
+  const ino = fs.statSync(opts.socketPath).ino;
+  return {
+    cleanup() {
+      try {
+        // A newer instance may already own the path; only remove our own inode.
+        if (fs.statSync(opts.socketPath).ino === ino) fs.unlinkSync(opts.socketPath);
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
+
+function listening(server: Server, opts: net.ListenOptions): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** A socket file nobody accepts on is left from a crash: remove it. A live one is an error. */
+async function removeStale(path: string): Promise<void> {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
+  const alive = await new Promise<boolean>((resolve) => {
+    const c = net.connect(path);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+  if (alive) throw new Error(`another process is listening on ${path}`);
+  fs.unlinkSync(path);
+}

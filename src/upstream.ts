@@ -1,0 +1,237 @@
+// Sends signed requests to the Lambda endpoint: HTTP/2 through the session pool,
+// HTTP/1.1 keep-alive when ALPN says so (or for an http:// test endpoint), and
+// retries only what RFC 9113 §8.7 says the server never processed.
+import http, { type IncomingHttpHeaders } from 'node:http';
+import http2, { type ClientHttp2Stream, type IncomingHttpHeaders as H2Headers } from 'node:http2';
+import https from 'node:https';
+import net from 'node:net';
+import type { Readable } from 'node:stream';
+import { UpstreamUnavailableError } from './errors.js';
+import { NoHttp2Error, SessionPool, type PooledSession } from './session-pool.js';
+
+const { NGHTTP2_REFUSED_STREAM, NGHTTP2_CANCEL } = http2.constants;
+
+export interface UpstreamRequest {
+  readonly method: string;
+  /** Path and query as sent on the wire. */
+  readonly target: string;
+  /** Signed headers, lower-case, including host. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Buffer;
+}
+
+export interface UpstreamResponse {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders | H2Headers;
+  readonly body: Readable;
+  readonly protocol: 'h2' | 'http/1.1';
+  /** How many times the request was sent again before this answer. */
+  readonly retries: number;
+}
+
+export type RetryReason = 'refused_stream' | 'goaway' | 'connect';
+
+export interface Upstream {
+  /** Resolves at response headers; rejects with UpstreamUnavailableError or the signal's reason. */
+  forward(req: UpstreamRequest, signal?: AbortSignal): Promise<UpstreamResponse>;
+  /** Open HTTP/2 sessions (0 on HTTP/1.1). */
+  readonly sessions: number;
+  /** Sends GOAWAY and lets open streams finish, for at most graceMs. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export interface UpstreamOptions {
+  endpoint: URL;
+  /** Trusted roots; undefined means Node's (which include NODE_EXTRA_CA_CERTS). */
+  ca?: string[];
+  connectTimeoutMs?: number;
+  idleTimeoutMs?: number;
+  /** Retries of unprocessed requests, RFC 9113 §8.7. */
+  maxRetries?: number;
+  onRetry?: (reason: RetryReason) => void;
+}
+
+/** A request that provably never reached the application: safe to send again. */
+class Unprocessed extends Error {
+  constructor(readonly reason: RetryReason, options?: { cause?: unknown }) {
+    super(`request not processed (${reason})`, options);
+  }
+}
+
+export function createUpstream(opts: UpstreamOptions): Upstream {
+  const maxRetries = opts.maxRetries ?? 2;
+  const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+  const secure = opts.endpoint.protocol === 'https:';
+  const pool = secure
+    ? new SessionPool({ origin: opts.endpoint, ca: opts.ca, connectTimeoutMs, idleTimeoutMs: opts.idleTimeoutMs ?? 60_000 })
+    : undefined;
+  const h1 = new Http1Client(opts.endpoint, opts.ca, connectTimeoutMs);
+
+  const once = async (req: UpstreamRequest, signal: AbortSignal | undefined): Promise<Omit<UpstreamResponse, 'retries'>> => {
+    if (pool !== undefined && !pool.http1Only) {
+      let session: PooledSession;
+      try {
+        session = await pool.acquire();
+      } catch (err) {
+        if (err instanceof NoHttp2Error) return h1.request(req, signal);
+        throw new Unprocessed('connect', { cause: err });
+      }
+      return requestOnSession(pool, session, req, signal);
+    }
+    return h1.request(req, signal);
+  };
+
+  return {
+    async forward(req, signal) {
+      for (let attempt = 0; ; attempt++) {
+        signal?.throwIfAborted();
+        try {
+          const res = await once(req, signal);
+          return { ...res, retries: attempt };
+        } catch (err) {
+          if (signal?.aborted) throw signal.reason;
+          if (err instanceof Unprocessed) {
+            if (attempt < maxRetries) {
+              opts.onRetry?.(err.reason);
+              continue;
+            }
+            throw new UpstreamUnavailableError('Lambda endpoint unavailable', { cause: err });
+          }
+          if (err instanceof UpstreamUnavailableError) throw err;
+          throw new UpstreamUnavailableError('Lambda endpoint unavailable', { cause: err });
+        }
+      }
+    },
+    get sessions() {
+      return pool?.size ?? 0;
+    },
+    async close(graceMs = 5000) {
+      await pool?.close(graceMs);
+      h1.close();
+    },
+  };
+}
+
+function requestOnSession(
+  pool: SessionPool,
+  pooled: PooledSession,
+  req: UpstreamRequest,
+  signal: AbortSignal | undefined,
+): Promise<Omit<UpstreamResponse, 'retries'>> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { ':method': req.method, ':path': req.target, ':scheme': 'https' };
+    for (const name in req.headers) {
+      // RFC 9113 §8.3.1: :authority replaces Host; it carries the same, signed, value.
+      if (name === 'host') headers[':authority'] = req.headers[name]!;
+      else headers[name] = req.headers[name]!;
+    }
+    let stream: ClientHttp2Stream;
+    try {
+      stream = pooled.session!.request(headers, { endStream: false });
+    } catch (err) {
+      // The session is closing (GOAWAY) or gone: nothing was sent.
+      pool.release(pooled);
+      pool.retire(pooled);
+      reject(new Unprocessed('goaway', { cause: err }));
+      return;
+    }
+    let responded = false;
+    let streamError: Error | undefined;
+    const onAbort = (): void => {
+      if (!stream.closed) stream.close(NGHTTP2_CANCEL);
+      if (!responded) reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    stream.on('error', (err) => {
+      streamError = err;
+    });
+    stream.once('response', (h) => {
+      responded = true;
+      resolve({ status: Number(h[':status']), headers: h, body: stream, protocol: 'h2' });
+    });
+    stream.once('close', () => {
+      pool.release(pooled);
+      signal?.removeEventListener('abort', onAbort);
+      if (responded || signal?.aborted) return;
+      // RFC 9113 §8.7: REFUSED_STREAM, or a stream above GOAWAY's last-stream-id, was
+      // not processed and may be retried; anything else may have run.
+      const last = pooled.goawayLastStreamId;
+      if (stream.rstCode === NGHTTP2_REFUSED_STREAM) return reject(new Unprocessed('refused_stream', { cause: streamError }));
+      if (last !== undefined && (stream.id === undefined || stream.id > last)) {
+        return reject(new Unprocessed('goaway', { cause: streamError }));
+      }
+      reject(new UpstreamUnavailableError('Lambda closed the stream before answering', { cause: streamError }));
+    });
+    stream.end(req.body);
+  });
+}
+
+// Errors raised while a fresh connection is being set up: nothing was sent.
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET']);
+
+class Http1Client {
+  private readonly agent: http.Agent;
+  private readonly mod: typeof http | typeof https;
+  private readonly host: string;
+  private readonly port: number;
+  private readonly servername: string | undefined;
+
+  constructor(endpoint: URL, ca: string[] | undefined, private readonly connectTimeoutMs: number) {
+    const secure = endpoint.protocol === 'https:';
+    this.mod = secure ? https : http;
+    this.host = endpoint.hostname.replace(/^\[|\]$/g, '');
+    this.port = Number(endpoint.port || (secure ? 443 : 80));
+    this.servername = net.isIP(this.host) === 0 ? this.host : undefined;
+    const agentOpts = { keepAlive: true, maxSockets: Infinity, maxFreeSockets: 1024, scheduling: 'lifo' as const };
+    this.agent = secure ? new https.Agent({ ...agentOpts, ca }) : new http.Agent(agentOpts);
+  }
+
+  request(req: UpstreamRequest, signal: AbortSignal | undefined): Promise<Omit<UpstreamResponse, 'retries'>> {
+    return new Promise((resolve, reject) => {
+      const r = this.mod.request({
+        agent: this.agent,
+        host: this.host,
+        port: this.port,
+        servername: this.servername,
+        method: req.method,
+        path: req.target,
+        headers: { ...req.headers, 'content-length': String(req.body.length) },
+        timeout: this.connectTimeoutMs,
+      });
+      let responded = false;
+      let connected = false;
+      const onAbort = (): void => {
+        r.destroy();
+        if (!responded) reject(signal!.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      r.once('socket', (sock) => {
+        if (r.reusedSocket || !(sock as net.Socket).connecting) connected = true;
+        else sock.once(this.mod === https ? 'secureConnect' : 'connect', () => (connected = true));
+      });
+      // The socket timeout only guards connecting; Lambda may think for minutes.
+      r.once('timeout', () => {
+        if (!connected) r.destroy(new Error('connect timed out'));
+      });
+      r.once('response', (res) => {
+        responded = true;
+        res.once('close', () => signal?.removeEventListener('abort', onAbort));
+        resolve({ status: res.statusCode ?? 502, headers: res.headers, body: res, protocol: 'http/1.1' });
+      });
+      r.on('error', (err: NodeJS.ErrnoException) => {
+        if (responded) return;
+        signal?.removeEventListener('abort', onAbort);
+        if (signal?.aborted) return;
+        if (!connected && !r.reusedSocket && err.code !== undefined && CONNECT_ERRORS.has(err.code)) {
+          return reject(new Unprocessed('connect', { cause: err }));
+        }
+        reject(new UpstreamUnavailableError('Lambda endpoint unavailable', { cause: err }));
+      });
+      r.end(req.body);
+    });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
