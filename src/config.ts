@@ -139,7 +139,8 @@ function integer(option: string, text: string, min: number, max: number): number
 
 function seconds(option: string, text: string, max: number): number {
   if (!/^\d+(?:\.\d+)?$/.test(text)) throw new ConfigError(option, `expected seconds, got ${JSON.stringify(text)}`);
-  const n = Number(text);
-  if (n <= 0 || n > max) throw new ConfigError(option, `must be more than 0 and at most ${max} seconds`);
-  return Math.round(n * 1000);
+  const ms = Math.round(Number(text) * 1000);
+  // Rounded to whole milliseconds first, so 0.0001 cannot become a 0 ms timer.
+  if (ms < 1 || ms > max * 1000) throw new ConfigError(option, `must be at least 0.001 and at most ${max} seconds`);
+  return ms;
 }

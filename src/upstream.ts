@@ -138,7 +138,11 @@ function requestOnSession(
     let responded = false;
     let streamError: Error | undefined;
     const onAbort = (): void => {
+      // RST_STREAM(CANCEL) tells Lambda we no longer want the answer. A stream closed
+      // locally ends its readable side as if complete, so destroy it with the reason
+      // too: whoever is piping the body must see an error, never a truncated success.
       if (!stream.closed) stream.close(NGHTTP2_CANCEL);
+      stream.destroy(signal!.reason);
       if (!responded) reject(signal!.reason);
     };
     signal?.addEventListener('abort', onAbort, { once: true });

@@ -34,7 +34,9 @@ export function resetExchange(req: AnyRequest, kind: keyof typeof RST_CODES): vo
   else req.socket.destroy();
 }
 
-const gone = (res: AnyResponse) => res.destroyed || res.writableEnded;
+/** Nothing more can be written: ended, or the stream/socket is gone (the client cancelled). */
+export const gone = (res: AnyResponse): boolean =>
+  res.writableEnded || ('stream' in res ? res.stream.destroyed : res.destroyed);
 
 /** Sleeps end early (rejecting) when the fake is closed, so close() is never kept waiting. */
 export async function writeAnswer(

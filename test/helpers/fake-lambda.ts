@@ -9,7 +9,7 @@ import https from 'node:https';
 import type { Socket } from 'node:net';
 import { createHash, randomUUID } from 'node:crypto';
 import { verifySigV4 } from './sigv4-verify.ts';
-import { writeAnswer, type AnyRequest, type AnyResponse, type FakeAnswer } from './fake-answer.ts';
+import { gone, writeAnswer, type AnyRequest, type AnyResponse, type FakeAnswer } from './fake-answer.ts';
 
 export type { FakeAnswer } from './fake-answer.ts';
 type Keys = Map<string, { secretAccessKey: string; sessionToken?: string }>;
@@ -86,9 +86,9 @@ export async function startFakeLambda(opts: FakeLambdaOptions): Promise<FakeLamb
   const closing = new AbortController();
   const sockets = new Set<Socket>();
   const h2sessions = new Set<http2.ServerHttp2Session>();
-  // Per session (or HTTP/1.1 socket): responses finished, and the highest stream id seen.
-  const perConn = new WeakMap<object, { done: number; maxStreamId: number }>();
-  const connState = (conn: object) => perConn.get(conn) ?? perConn.set(conn, { done: 0, maxStreamId: 0 }).get(conn)!;
+  // Responses finished per session (or HTTP/1.1 socket), for goawayEvery.
+  const perConn = new WeakMap<object, { done: number }>();
+  const connState = (conn: object) => perConn.get(conn) ?? perConn.set(conn, { done: 0 }).get(conn)!;
 
   const fake: FakeLambda = {
     url: '', origin: '', port: 0, region, keys, invocations: [], failures: [], sessions: 0, goaways: 0,
@@ -142,8 +142,7 @@ export async function startFakeLambda(opts: FakeLambdaOptions): Promise<FakeLamb
     fake.maxInflight = Math.max(fake.maxInflight, fake.inflight);
     res.once('close', () => fake.inflight--);
     const conn = 'stream' in req ? req.stream.session : req.socket;
-    const state = conn ? connState(conn) : { done: 0, maxStreamId: 0 };
-    if ('stream' in req) state.maxStreamId = Math.max(state.maxStreamId, req.stream.id ?? 0);
+    const state = conn ? connState(conn) : { done: 0 };
     try {
       const chunks: Buffer[] = [];
       for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -151,24 +150,25 @@ export async function startFakeLambda(opts: FakeLambdaOptions): Promise<FakeLamb
       const extra: Record<string, string> = { date: now().toUTCString(), 'x-amzn-requestid': randomUUID() };
       const every = opts.goawayEvery;
       if (every && !('stream' in req) && (state.done + 1) % every === 0) extra.connection = 'close';
+      // HTTP/2 'finish' comes with the stream's close, when stream.session is already unset.
       res.once('finish', () => {
         state.done++;
-        if (every && 'stream' in req && state.done % every === 0) goaway(req.stream.session, state.maxStreamId);
+        if (every && 'stream' in req && state.done % every === 0) goaway(conn as http2.Http2Session);
       });
       await writeAnswer(req, res, answer, extra, closing.signal);
     } catch {
       // The client went away, or close() aborted a delay: nothing is left to answer.
-      if (!res.destroyed && !closing.signal.aborted && 'stream' in req) req.stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+      if (!gone(res) && !closing.signal.aborted && 'stream' in req) req.stream.close(h2.NGHTTP2_INTERNAL_ERROR);
     }
   }
 
-  // RFC 9113 §6.8: last-stream-id is the highest stream this fake has handed to a handler, so
-  // every request it recorded is answered, and any stream the client opened after it is refused
-  // (nghttp2 closes those with REFUSED_STREAM), which a client may safely retry (§8.7).
-  function goaway(session: http2.Http2Session | undefined, lastStreamId: number): void {
-    if (!session || session.closed || session.destroyed) return;
+  // Http2Session.close() itself sends GOAWAY(NO_ERROR, last-stream-id = the highest stream
+  // handed to a handler), lets open streams finish, then closes; calling goaway() first would
+  // put two GOAWAY frames on the wire. RFC 9113 §6.8: streams the client opened above that id
+  // are refused (the client sees REFUSED_STREAM) and were never seen here, so are safe to retry.
+  function goaway(session: http2.Http2Session): void {
+    if (session.closed || session.destroyed) return;
     fake.goaways++;
-    session.goaway(h2.NGHTTP2_NO_ERROR, lastStreamId);
     session.close();
   }
 

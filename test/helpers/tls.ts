@@ -47,7 +47,11 @@ async function openssl(cwd: string, args: string[]): Promise<void> {
 
 // A random positive serial: two certificates with the same issuer and serial would be
 // treated as the same certificate by anything that caches them.
-const serial = () => '0x' + (randomBytes(16)[0]! & 0x7f).toString(16).padStart(2, '0') + randomBytes(15).toString('hex');
+function serial(): string {
+  const bytes = randomBytes(16);
+  bytes[0] = bytes[0]! & 0x7f; // positive, as RFC 5280 §4.1.2.2 requires
+  return '0x' + bytes.toString('hex');
+}
 
 export async function makeTestCA(): Promise<TestCA> {
   const dir = await mkdtemp(join(tmpdir(), 'lambda-sign-ca-'));

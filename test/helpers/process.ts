@@ -1,0 +1,91 @@
+// Runs the built CLI (dist/cli.js) as a child process, as systemd would.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+/** An environment with no ambient AWS configuration: no files, no instance metadata. */
+export function isolatedEnv(dir: string, extra: Record<string, string> = {}): Record<string, string> {
+  const keep = ['PATH', 'LANG', 'TZ', 'SYSTEMD_LOG_LEVEL'];
+  const env: Record<string, string> = {};
+  for (const k of keep) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+  return {
+    ...env,
+    HOME: dir,
+    AWS_CONFIG_FILE: path.join(dir, 'no-config'),
+    AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'no-credentials'),
+    AWS_EC2_METADATA_DISABLED: 'true',
+    ...extra,
+  };
+}
+
+export interface DaemonProcess {
+  child: ChildProcess;
+  dir: string;
+  socketPath: string;
+  lines: string[];
+  /** Resolves with the first log line matching, or rejects after timeoutMs. */
+  waitFor(re: RegExp, timeoutMs?: number): Promise<string>;
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>;
+  kill(signal?: NodeJS.Signals): void;
+  cleanup(): Promise<void>;
+}
+
+export function spawnDaemon(args: string[], env: Record<string, string>, opts: { command?: string[]; dir?: string } = {}): DaemonProcess {
+  const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'lambda-sign-proc-'));
+  const socketPath = path.join(dir, 'd.sock');
+  const argv = [...(opts.command ?? [process.execPath, CLI]), ...args.map((a) => a.replace('{socket}', socketPath))];
+  const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
+  const onLine = (line: string): void => {
+    lines.push(line);
+    for (const w of [...waiters]) if (w.re.test(line)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(line));
+  };
+  for (const s of [child.stdout!, child.stderr!]) {
+    let buf = '';
+    s.on('data', (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf('\n')) !== -1) (onLine(buf.slice(0, i)), (buf = buf.slice(i + 1)));
+    });
+  }
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return {
+    child,
+    dir,
+    socketPath,
+    lines,
+    exited,
+    waitFor(re, timeoutMs = 10_000) {
+      const found = lines.find((l) => re.test(l));
+      if (found !== undefined) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const w = { re, resolve };
+        waiters.push(w);
+        const t = setTimeout(() => {
+          waiters.splice(waiters.indexOf(w), 1);
+          reject(new Error(`no log line matching ${re} within ${timeoutMs} ms; got:\n${lines.join('\n')}`));
+        }, timeoutMs);
+        exited.then(() => setTimeout(() => {
+          clearTimeout(t);
+          reject(new Error(`exited before a log line matching ${re}; got:\n${lines.join('\n')}`));
+        }, 50));
+      });
+    },
+    kill(signal = 'SIGTERM') {
+      child.kill(signal);
+    },
+    async cleanup() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

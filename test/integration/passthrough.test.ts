@@ -1,0 +1,49 @@
+// Lambda's answers, whatever their status, reach Varnish with their headers and body.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { makeTestCA, type TestCA } from '../helpers/tls.ts';
+import { startFakeLambda, type FakeLambda, type FakeAnswer } from '../helpers/fake-lambda.ts';
+import { startDaemon, send, invokePath, type TestDaemon } from '../helpers/daemon.ts';
+
+let ca: TestCA;
+let fake: FakeLambda;
+let daemon: TestDaemon;
+
+test.before(async () => {
+  ca = await makeTestCA();
+  fake = await startFakeLambda({ tls: { cert: ca.cert, key: ca.key } });
+  daemon = await startDaemon({ endpoint: fake.url, ca: ca.ca });
+});
+test.after(async () => {
+  await daemon.close();
+  await fake.close();
+  await ca.cleanup();
+});
+
+const CASES: [name: string, answer: FakeAnswer][] = [
+  ['200 with X-Amz-Function-Error', { status: 200, headers: { 'content-type': 'application/json', 'x-amz-function-error': 'Unhandled', 'x-amz-executed-version': '$LATEST' }, body: '{"errorMessage":"boom","errorType":"Error"}' }],
+  ['202 for an Event invocation', { status: 202, headers: { 'x-amzn-requestid': 'r-202' } }],
+  ['204 for a DryRun', { status: 204, headers: { 'x-amzn-requestid': 'r-204' } }],
+  ['400 InvalidRequestContentException', { status: 400, headers: { 'content-type': 'application/json', 'x-amzn-errortype': 'InvalidRequestContentException' }, body: '{"Type":"User","message":"Could not parse request body into json"}' }],
+  ['404 ResourceNotFoundException', { status: 404, headers: { 'x-amzn-errortype': 'ResourceNotFoundException' }, body: '{"Type":"User","Message":"Function not found"}' }],
+  ['429 with Retry-After', { status: 429, headers: { 'retry-after': '7', 'x-amzn-errortype': 'TooManyRequestsException' }, body: '{"Reason":"ReservedFunctionConcurrentInvocationLimitExceeded"}' }],
+  ['500 ServiceException', { status: 500, headers: { 'x-amzn-errortype': 'ServiceException' }, body: '{"message":"internal"}' }],
+  ['502 EC2ThrottledException', { status: 502, headers: { 'x-amzn-errortype': 'EC2ThrottledException' }, body: '{}' }],
+  ['a streamed multi-part body', { status: 200, headers: { 'content-type': 'text/html' }, chunks: ['<html>', '<body>slow', ' page</body>', '</html>'], chunkDelayMs: 30 }],
+  ['a binary body with repeated headers', { status: 200, headers: { 'content-type': 'image/png', 'set-cookie': ['a=1', 'b=2'] }, body: Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 255, 13, 10]) }],
+];
+
+for (const [name, answer] of CASES) {
+  test(`passes through ${name}`, async () => {
+    fake.on('pass', () => answer);
+    const res = await send(daemon.socketPath, { path: invokePath('pass'), body: '{}' });
+    assert.is(res.status, answer.status);
+    for (const [h, v] of Object.entries(answer.headers ?? {})) assert.equal(res.headers[h], v, h);
+    const expected = answer.chunks !== undefined ? Buffer.concat(answer.chunks.map((c) => Buffer.from(c))) : Buffer.from(answer.body ?? '');
+    assert.ok(res.body.equals(expected), `body ${res.body.toString('hex')}`);
+    assert.is(res.headers['x-lambda-sign-error'], undefined, 'not our error');
+    for (const h of Object.keys(res.headers)) assert.not.ok(h.startsWith(':'), `pseudo-header ${h} leaked`);
+  });
+}
+
+test.run();

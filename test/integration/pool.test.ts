@@ -1,0 +1,126 @@
+// The HTTP/2 session pool under GOAWAY, stream refusals and a thousand invocations in flight.
+import http from 'node:http';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { makeTestCA, type TestCA } from '../helpers/tls.ts';
+import { startFakeLambda, type FakeLambda } from '../helpers/fake-lambda.ts';
+import { startDaemon, send, invokePath, type TestDaemon } from '../helpers/daemon.ts';
+
+let ca: TestCA;
+const open: { close(): Promise<void> }[] = [];
+test.before(async () => {
+  ca = await makeTestCA();
+});
+test.after(async () => {
+  for (const o of open.reverse()) await o.close();
+  await ca.cleanup();
+});
+
+async function setup(opts: { goawayEvery?: number; maxConcurrentStreams?: number } = {}): Promise<{ fake: FakeLambda; daemon: TestDaemon }> {
+  const fake = await startFakeLambda({ tls: { cert: ca.cert, key: ca.key }, ...opts });
+  open.push(fake);
+  const daemon = await startDaemon({ endpoint: fake.url, ca: ca.ca });
+  open.push(daemon);
+  return { fake, daemon };
+}
+
+/** `total` requests over `concurrency` keep-alive connections; returns the statuses. */
+async function load(socketPath: string, total: number, concurrency: number, fn = 'f'): Promise<number[]> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const statuses: number[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < total) {
+      const i = next++;
+      const res = await send(socketPath, { path: invokePath(fn), body: `{"i":${i}}`, agent });
+      statuses.push(res.status);
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: concurrency }, worker));
+  } finally {
+    agent.destroy();
+  }
+  return statuses;
+}
+
+test('regression: GOAWAY every 50 requests loses nothing over 3,000 invocations', async () => {
+  // http2-wrapper's Agent (issue #89) kept sessions that had received GOAWAY and failed
+  // every later request on them; the pool must retire them at once.
+  const { fake, daemon } = await setup({ goawayEvery: 50 });
+  const statuses = await load(daemon.socketPath, 3000, 64);
+  const bad = statuses.filter((s) => s !== 200);
+  assert.is(bad.length, 0, `non-200: ${[...new Set(bad)].join(',')}`);
+  assert.is(statuses.length, 3000);
+  assert.ok(fake.goaways >= 30, `only ${fake.goaways} GOAWAYs were sent`);
+  assert.is(fake.failures.length, 0);
+  assert.ok(fake.invocations.length >= 3000);
+});
+
+test('1,000 invocations in flight at once, spread over sessions the peer allows', async () => {
+  const { fake, daemon } = await setup({ maxConcurrentStreams: 100 });
+  // Warm one session so the peer's SETTINGS (100 streams) are known.
+  assert.is((await send(daemon.socketPath, { path: invokePath('warm'), body: '{}' })).status, 200);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  fake.on('held', async () => {
+    if (fake.inflight >= 1000) release();
+    await gate;
+    return { status: 200, body: 'ok' };
+  });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  const timer = setTimeout(release, 30_000); // never hang the suite
+  try {
+    const replies = await Promise.all(Array.from({ length: 1000 }, () => send(daemon.socketPath, { path: invokePath('held'), body: '{}', agent })));
+    assert.ok(replies.every((r) => r.status === 200), 'every invocation answered 200');
+    assert.is(fake.maxInflight, 1000, 'all 1,000 were at the fake at the same time');
+    assert.ok(fake.sessions >= 10, `${fake.sessions} sessions for 1,000 streams at 100 per session`);
+    assert.is(fake.failures.length, 0);
+  } finally {
+    clearTimeout(timer);
+    agent.destroy();
+  }
+});
+
+test('REFUSED_STREAM is retried on a fresh stream (RFC 9113 §8.7) and the client sees 200', async () => {
+  const { fake, daemon } = await setup();
+  let calls = 0;
+  fake.on('refuse-twice', () => (++calls <= 2 ? { status: 200, reset: 'refused' } : { status: 200, body: 'third time' }));
+  const res = await send(daemon.socketPath, { path: invokePath('refuse-twice'), body: '{}' });
+  assert.is(res.status, 200);
+  assert.is(res.body.toString(), 'third time');
+  assert.is(calls, 3);
+  assert.equal(daemon.retries, ['refused_stream', 'refused_stream']);
+});
+
+test('retries stop after two: a third refusal is 502', async () => {
+  const { fake, daemon } = await setup();
+  let calls = 0;
+  fake.on('refuse-always', () => (calls++, { status: 200, reset: 'refused' }));
+  const res = await send(daemon.socketPath, { path: invokePath('refuse-always'), body: '{}' });
+  assert.is(res.status, 502);
+  assert.is(res.json().error, 'UpstreamUnavailable');
+  assert.is(calls, 3);
+});
+
+test('a reset of a started stream (INTERNAL_ERROR, CANCEL) is never retried', async () => {
+  const { fake, daemon } = await setup();
+  for (const reset of ['internal', 'cancel'] as const) {
+    let calls = 0;
+    fake.on(`reset-${reset}`, () => (calls++, { status: 200, reset }));
+    const res = await send(daemon.socketPath, { path: invokePath(`reset-${reset}`), body: '{}' });
+    assert.is(res.status, 502, reset);
+    assert.is(res.json().error, 'UpstreamUnavailable');
+    assert.is(calls, 1, `${reset} was sent ${calls} times`);
+  }
+  assert.equal(daemon.retries, []);
+});
+
+test('idle sessions are reused, not reopened', async () => {
+  const { fake, daemon } = await setup();
+  for (let i = 0; i < 50; i++) assert.is((await send(daemon.socketPath, { path: invokePath('f'), body: '{}' })).status, 200);
+  assert.is(fake.sessions, 1);
+  assert.is(daemon.upstream.sessions, 1);
+});
+
+test.run();
