@@ -69,8 +69,10 @@ export function buildConfig(raw: RawOptions, env: Env = {}, listenFd?: number): 
   }
   if (!REGION_RE.test(region)) throw new ConfigError('--region', `not an AWS region: ${JSON.stringify(region)}`);
 
+  const endpointSource =
+    raw.endpoint ? '--endpoint' : env.AWS_ENDPOINT_URL_LAMBDA ? 'AWS_ENDPOINT_URL_LAMBDA' : env.AWS_ENDPOINT_URL ? 'AWS_ENDPOINT_URL' : '--endpoint';
   const endpointText = pick(raw.endpoint, env.AWS_ENDPOINT_URL_LAMBDA, env.AWS_ENDPOINT_URL) ?? defaultEndpoint(region);
-  const endpoint = parseEndpoint(endpointText);
+  const endpoint = parseEndpoint(endpointText, endpointSource);
 
   const socketMode = raw.socketMode ?? DEFAULTS.socketMode;
   if (!/^0?[0-7]{3}$/.test(socketMode)) throw new ConfigError('--socket-mode', 'expected octal permissions such as 660');
@@ -113,20 +115,20 @@ function pick(...values: (string | undefined)[]): string | undefined {
   return values.find((v) => v !== undefined && v !== '');
 }
 
-function parseEndpoint(text: string): URL {
+function parseEndpoint(text: string, option: string): URL {
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new ConfigError('--endpoint', `not a URL: ${JSON.stringify(text)}`);
+    throw new ConfigError(option, `not a URL: ${JSON.stringify(text)}`);
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new ConfigError('--endpoint', 'must be an https:// (or, for local testing, http://) URL');
+    throw new ConfigError(option, 'must be an https:// (or, for local testing, http://) URL');
   }
   if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '') {
-    throw new ConfigError('--endpoint', 'must be an origin only, without path or query');
+    throw new ConfigError(option, 'must be an origin only, without path or query');
   }
-  if (url.username !== '' || url.password !== '') throw new ConfigError('--endpoint', 'must not carry credentials');
+  if (url.username !== '' || url.password !== '') throw new ConfigError(option, 'must not carry credentials');
   return url;
 }
 

@@ -33,6 +33,9 @@ export function createCredentials(
   let pending: Promise<AwsCredentialIdentity> | undefined;
 
   const attempt = async (): Promise<AwsCredentialIdentity> => {
+    // Let this function return its promise before anything settles, so `pending` is
+    // assigned before the `finally` below clears it, even if the provider throws at once.
+    await undefined;
     try {
       const creds = await provider();
       failure = undefined;

@@ -64,6 +64,23 @@ export class ShuttingDownError extends LambdaSignError {
   readonly status = 503;
   override retryAfter = 1;
 }
+export class InvalidPayloadError extends LambdaSignError {
+  readonly code = 'InvalidPayload';
+  readonly status = 400;
+}
+/** Gateway mode: the function raised (X-Amz-Function-Error); its error JSON is the body. */
+export class FunctionError extends LambdaSignError {
+  readonly code = 'FunctionError';
+  readonly status = 502;
+  constructor(message: string, readonly payload: Buffer) {
+    super(message);
+  }
+}
+/** Gateway mode: the function's answer is not a response object we can turn into HTTP. */
+export class InvalidFunctionResponseError extends LambdaSignError {
+  readonly code = 'InvalidFunctionResponse';
+  readonly status = 502;
+}
 export class InternalError extends LambdaSignError {
   readonly code = 'InternalError';
   readonly status = 500;
@@ -78,13 +95,15 @@ export function toLambdaSignError(err: unknown): LambdaSignError {
 export interface ErrorResponse {
   status: number;
   headers: Record<string, string | number>;
-  body: string;
+  body: string | Buffer;
 }
 
 /** The single place that renders an error for the client. */
 export function errorResponse(err: unknown): ErrorResponse {
   const e = toLambdaSignError(err);
-  const body = JSON.stringify({ error: e.code, message: e.message });
+  // The function's own error JSON is the one body we pass on: it is the function's
+  // output (what Lambda returned), not text from our internals.
+  const body = e instanceof FunctionError ? e.payload : JSON.stringify({ error: e.code, message: e.message });
   const headers: Record<string, string | number> = {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),

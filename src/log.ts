@@ -8,9 +8,11 @@ export type { Logger };
 
 export const REDACT_PATHS = [
   'authorization',
+  '["x-amz-security-token"]',
   '*.authorization',
   '*["x-amz-security-token"]',
-  'headers["x-amz-security-token"]',
+  '*.*.authorization',
+  '*.*["x-amz-security-token"]',
   'secretAccessKey',
   '*.secretAccessKey',
   'sessionToken',

@@ -74,6 +74,13 @@ export function invokePath(fn: FunctionRef): string {
   return INVOKE_PREFIX + encodeURIComponent(fn.id) + INVOKE_SUFFIX;
 }
 
+/** Where an invocation of `fn` goes: the path to sign and the target to send. */
+export function invokeTarget(fn: FunctionRef, qualifier?: string): { upstreamPath: string; upstreamTarget: string } {
+  const upstreamPath = invokePath(fn);
+  const upstreamTarget = qualifier === undefined ? upstreamPath : `${upstreamPath}?Qualifier=${encodeURIComponent(qualifier)}`;
+  return { upstreamPath, upstreamTarget };
+}
+
 /** Turns a method and request target into a Route, or throws the matching 4xx. */
 export function route(method: string, target: string): Route {
   const q = target.indexOf('?');
@@ -101,9 +108,7 @@ export function route(method: string, target: string): Route {
   }
   const fn = parseFunctionRef(id);
   const qualifier = parseQuery(query);
-  const upstreamPath = invokePath(fn);
-  const upstreamTarget = qualifier === undefined ? upstreamPath : `${upstreamPath}?Qualifier=${encodeURIComponent(qualifier)}`;
-  return { kind: 'invoke', fn, qualifier, upstreamPath, upstreamTarget };
+  return { kind: 'invoke', fn, qualifier, ...invokeTarget(fn, qualifier) };
 }
 
 // Only Qualifier means anything to Invoke; other parameters (cache busters and the

@@ -1,24 +1,31 @@
 // The request pipeline, top to bottom:
 //   route → read bounded body → outbound headers → sign → upstream.forward → stream back
+// Gateway mode (X-Lambda-Function) builds the body from the HTTP request instead, and
+// decodes the function's answer back into HTTP.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { Config } from './config.js';
 import type { CredentialSource } from './credentials.js';
-import { BodyTooLargeError, readBody } from './body.js';
+import { BodyTooLargeError, collect, readBody } from './body.js';
 import {
   errorResponse,
+  InvalidFunctionResponseError,
+  InvalidPayloadError,
   InvalidRequestError,
+  PayloadTooLargeError,
   ShuttingDownError,
   toLambdaSignError,
   UpstreamTimeoutError,
 } from './errors.js';
+import { buildEvent } from './gateway-event.js';
+import { decodeResponse } from './gateway-response.js';
 import { outboundHeaders, responseHeaders } from './headers.js';
 import type { Logger } from './log.js';
-import { checkAllowed, compileAllowlist, route } from './route.js';
+import { checkAllowed, compileAllowlist, invokeTarget, parseFunctionRef, route, type FunctionRef } from './route.js';
 import type { Signer } from './signer.js';
-import type { Upstream } from './upstream.js';
+import type { Upstream, UpstreamResponse } from './upstream.js';
 
 export interface ServerDeps {
   config: Config;
@@ -40,12 +47,24 @@ class ClientGoneError extends Error {}
 
 interface RequestLog {
   fn?: string;
+  mode?: 'invoke' | 'gateway';
   status?: number;
   upstreamStatus?: number;
   retries?: number;
   error?: string;
   bytesIn?: number;
 }
+
+/** An upstream exchange in progress: its answer, and the hook that ends its timer. */
+interface Exchange {
+  up: UpstreamResponse;
+  signal: AbortSignal;
+  done(): void;
+}
+
+// Lambda caps synchronous answers at 6 MB; a decoded answer is held in memory, so bound it.
+const MAX_DECODED_ANSWER = 8 << 20;
+const GATEWAY_MODES = new Set(['http', 'raw']);
 
 export function createServer(deps: ServerDeps): LambdaSignServer {
   const { config, signer, upstream, credentials, log } = deps;
@@ -54,7 +73,8 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
   let draining = false;
   let drained: (() => void) | undefined;
 
-  const server = http.createServer({ noDelay: true }, (req, res) => {
+  // Headers up to 64 KiB: X-Lambda-Payload carries a whole JSON payload built in VCL.
+  const server = http.createServer({ noDelay: true, maxHeaderSize: 64 << 10 }, (req, res) => {
     inflight++;
     const started = performance.now();
     const entry: RequestLog = {};
@@ -73,7 +93,9 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
       else log.info(line, 'request');
       if (draining && inflight === 0) drained?.();
     });
-    handle(req, res, entry).catch((err) => fail(req, res, entry, err));
+    const gatewayFn = req.headers['x-lambda-function'];
+    const work = gatewayFn === undefined ? handle(req, res, entry) : gateway(req, res, entry, gatewayFn);
+    work.catch((err) => fail(req, res, entry, err));
   });
   // Varnish reuses idle backend connections for up to backend_idle_timeout (60 s);
   // closing ours first would race its reuse, so stay open a little longer.
@@ -90,21 +112,85 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     log.debug({ err }, 'malformed request');
   });
 
+  /** The raw Invoke API: Lambda's own path, body and answer. */
   async function handle(req: IncomingMessage, res: ServerResponse, entry: RequestLog): Promise<void> {
     const r = route(req.method ?? '', req.url ?? '');
     if (r.kind === 'health') return health(res);
+    entry.mode = 'invoke';
     entry.fn = r.fn.name;
     checkAllowed(allowed, r.fn);
-
     const body = await readBody(req, config.maxBody);
     entry.bytesIn = body.length;
-    const headers = outboundHeaders(req.headers);
+    const ex = await invoke(r.fn, r.qualifier, outboundHeaders(req.headers), body, res, entry);
+    streamBack(ex, res, entry);
+  }
+
+  /** Gateway mode: any method and path, the function chosen by VCL in X-Lambda-Function. */
+  async function gateway(req: IncomingMessage, res: ServerResponse, entry: RequestLog, fnHeader: string | string[]): Promise<void> {
+    entry.mode = 'gateway';
+    if (typeof fnHeader !== 'string') throw new InvalidRequestError('X-Lambda-Function given more than once');
+    const fn = parseFunctionRef(fnHeader.trim());
+    entry.fn = fn.name;
+    checkAllowed(allowed, fn);
+    const mode = req.headers['x-lambda-response'] ?? 'http';
+    if (typeof mode !== 'string' || !GATEWAY_MODES.has(mode)) throw new InvalidRequestError('X-Lambda-Response must be http or raw');
+
+    const body = await readBody(req, config.maxBody);
+    const given = req.headers['x-lambda-payload'];
+    let payload: Buffer;
+    if (typeof given === 'string') {
+      // Header values arrive as latin1; the bytes VCL sent are UTF-8 JSON.
+      payload = Buffer.from(given, 'latin1');
+      try {
+        JSON.parse(payload.toString('utf8'));
+      } catch {
+        throw new InvalidPayloadError('X-Lambda-Payload is not valid JSON');
+      }
+    } else {
+      const event = buildEvent({ method: req.method ?? 'GET', url: req.url ?? '/', httpVersion: req.httpVersion, rawHeaders: req.rawHeaders, body });
+      payload = Buffer.from(JSON.stringify(event));
+    }
+    if (payload.length > config.maxBody) {
+      throw new PayloadTooLargeError(`the encoded event is larger than --max-body (${config.maxBody} bytes)`);
+    }
+    entry.bytesIn = payload.length;
+    const ex = await invoke(fn, undefined, { 'content-type': 'application/json' }, payload, res, entry);
+    // Raw mode, and Lambda's own errors (429, 404, 5xx…), pass through untouched.
+    if (mode === 'raw' || ex.up.status !== 200) return streamBack(ex, res, entry);
+    let answer: Buffer;
+    try {
+      answer = await collect(ex.up.body, MAX_DECODED_ANSWER, () => new InvalidFunctionResponseError('the answer is larger than Lambda allows'));
+    } catch (err) {
+      if (ex.signal.aborted) throw ex.signal.reason;
+      throw err;
+    } finally {
+      ex.done();
+    }
+    const h = ex.up.headers;
+    const fnError = h['x-amz-function-error'];
+    const requestId = h['x-amzn-requestid'];
+    const decoded = decodeResponse(answer, typeof fnError === 'string' ? fnError : undefined, typeof requestId === 'string' ? requestId : undefined);
+    entry.status = decoded.status;
+    res.writeHead(decoded.status, { ...decoded.headers, 'content-length': decoded.body.length });
+    res.end(decoded.body);
+  }
+
+  /** Signs and sends one invocation; resolves at Lambda's response headers. */
+  async function invoke(
+    fn: FunctionRef,
+    qualifier: string | undefined,
+    headers: Record<string, string>,
+    body: Buffer,
+    res: ServerResponse,
+    entry: RequestLog,
+  ): Promise<Exchange> {
+    const target = invokeTarget(fn, qualifier);
     headers.host = config.signingHost;
     headers['content-length'] = String(body.length);
     const signed = await signer.sign({
       method: 'POST',
-      path: r.upstreamPath,
-      query: r.qualifier === undefined ? undefined : { Qualifier: r.qualifier },
+      path: target.upstreamPath,
+      query: qualifier === undefined ? undefined : { Qualifier: qualifier },
       headers,
       body,
     });
@@ -114,20 +200,32 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
       () => abort.abort(new UpstreamTimeoutError(`no complete answer from Lambda within ${config.timeoutMs / 1000} s`)),
       config.timeoutMs,
     );
-    res.once('close', () => {
+    const onClose = (): void => {
       clearTimeout(timer);
       if (!res.writableFinished) abort.abort(new ClientGoneError('client closed the connection'));
-    });
-
-    const up = await upstream.forward({ method: 'POST', target: r.upstreamTarget, headers: signed, body }, abort.signal);
-    entry.upstreamStatus = up.status;
-    entry.retries = up.retries;
-    res.writeHead(up.status, responseHeaders(up.headers));
-    pipeline(up.body, res, (err) => {
+    };
+    res.once('close', onClose);
+    const done = (): void => {
       clearTimeout(timer);
+    };
+    try {
+      const up = await upstream.forward({ method: 'POST', target: target.upstreamTarget, headers: signed, body }, abort.signal);
+      entry.upstreamStatus = up.status;
+      entry.retries = up.retries;
+      return { up, signal: abort.signal, done };
+    } catch (err) {
+      done();
+      throw err;
+    }
+  }
+
+  function streamBack(ex: Exchange, res: ServerResponse, entry: RequestLog): void {
+    res.writeHead(ex.up.status, responseHeaders(ex.up.headers));
+    pipeline(ex.up.body, res, (err) => {
+      ex.done();
       if (err !== undefined && err !== null) {
         // Headers are out: the only honest signal left is an incomplete response.
-        entry.error = abort.signal.aborted ? toLambdaSignError(abort.signal.reason).code : 'UpstreamStreamError';
+        entry.error = ex.signal.aborted ? toLambdaSignError(ex.signal.reason).code : 'UpstreamStreamError';
         res.destroy();
       }
     });
@@ -145,7 +243,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     if (err instanceof ClientGoneError) return void res.destroy();
     const e = toLambdaSignError(err);
     entry.error = e.code;
-    if (e.status >= 500 && e.code !== 'UpstreamTimeout') log.warn({ err: e, fn: entry.fn }, e.message);
+    if (e.status >= 500 && e.code !== 'UpstreamTimeout' && e.code !== 'FunctionError') log.warn({ err: e, fn: entry.fn }, e.message);
     if (res.headersSent || res.destroyed) return void res.destroy();
     const out = errorResponse(e);
     entry.status = out.status;

@@ -1,0 +1,195 @@
+// credentials.ts: createCredentials over fake providers and an injected clock: pass-through,
+// failure → CredentialsUnavailable 503, the failure window, one shared attempt, recovery.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
+import { createCredentials, staticCredentials } from '../../src/credentials.ts';
+import { CredentialsUnavailableError, errorResponse } from '../../src/errors.ts';
+
+const CREDS: AwsCredentialIdentity = { accessKeyId: 'AKIDTEST', secretAccessKey: 'secret', sessionToken: 'token' };
+
+/** A provider whose answers the test scripts: each call takes the next behaviour. */
+function fakeProvider(...script: ('ok' | 'fail' | 'throw-sync')[]) {
+  const calls = { count: 0 };
+  let last: 'ok' | 'fail' | 'throw-sync' = 'ok';
+  const provider = ((): Promise<AwsCredentialIdentity> => {
+    const step = script[calls.count] ?? last;
+    last = step;
+    calls.count++;
+    if (step === 'throw-sync') throw new Error('no credentials (sync)');
+    if (step === 'fail') return Promise.reject(new Error('Could not load credentials from any providers: secret-path'));
+    return Promise.resolve({ ...CREDS, accessKeyId: `AKID${calls.count}` });
+  }) as AwsCredentialIdentityProvider;
+  return { provider, calls };
+}
+
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  assert.unreachable('resolved');
+  return undefined;
+}
+
+test('success passes the provider’s credentials through', async () => {
+  const { provider, calls } = fakeProvider('ok');
+  const creds = await createCredentials(provider).get();
+  assert.equal(creds, { ...CREDS, accessKeyId: 'AKID1' });
+  assert.is(calls.count, 1);
+});
+
+test('every get() after a success asks the provider again (it does its own caching)', async () => {
+  const { provider, calls } = fakeProvider('ok');
+  const source = createCredentials(provider);
+  assert.is((await source.get()).accessKeyId, 'AKID1');
+  assert.is((await source.get()).accessKeyId, 'AKID2');
+  assert.is(calls.count, 2);
+});
+
+test('failure → CredentialsUnavailableError, 503, cause kept', async () => {
+  const { provider } = fakeProvider('fail');
+  const err = await rejection(createCredentials(provider).get());
+  assert.instance(err, CredentialsUnavailableError);
+  const e = err as CredentialsUnavailableError;
+  assert.is(e.status, 503);
+  assert.is(e.code, 'CredentialsUnavailable');
+  assert.instance(e.cause, Error);
+  assert.match((e.cause as Error).message, 'Could not load credentials');
+  assert.is(errorResponse(e).status, 503);
+  assert.not.ok(errorResponse(e).body.includes('secret-path'));
+});
+
+test('a failure is remembered for failureTtlMs, then the provider is asked again', async () => {
+  let t = 1_000_000;
+  const { provider, calls } = fakeProvider('fail', 'fail', 'ok');
+  const source = createCredentials(provider, { failureTtlMs: 1000, now: () => t });
+
+  const first = await rejection(source.get());
+  assert.is(calls.count, 1);
+  for (const dt of [0, 1, 500, 999]) {
+    t = 1_000_000 + dt;
+    const again = await rejection(source.get());
+    assert.is(again, first, `at +${dt} ms the remembered error is answered`);
+    assert.is(calls.count, 1, `at +${dt} ms the provider is not called`);
+  }
+
+  t = 1_000_000 + 1000;
+  const second = await rejection(source.get());
+  assert.is(calls.count, 2, 'window over: provider called again');
+  assert.is.not(second, first, 'a new failure, a new error');
+
+  t += 999;
+  await rejection(source.get());
+  assert.is(calls.count, 2, 'the second failure opened a new window');
+
+  t += 1;
+  assert.is((await source.get()).accessKeyId, 'AKID3');
+  assert.is(calls.count, 3);
+});
+
+test('default failure window is short but real (1 s)', async () => {
+  let t = 0;
+  const { provider, calls } = fakeProvider('fail', 'ok');
+  const source = createCredentials(provider, { now: () => t });
+  await rejection(source.get());
+  t = 999;
+  await rejection(source.get());
+  assert.is(calls.count, 1);
+  t = 1000;
+  assert.is((await source.get()).accessKeyId, 'AKID2');
+});
+
+test('concurrent calls share one provider call (success)', async () => {
+  // Every call waits until release(); release() frees all that are waiting.
+  let waiting: (() => void)[] = [];
+  const release = () => {
+    for (const r of waiting) r();
+    waiting = [];
+  };
+  let count = 0;
+  const provider: AwsCredentialIdentityProvider = async () => {
+    count++;
+    await new Promise<void>((r) => waiting.push(r));
+    return CREDS;
+  };
+  const source = createCredentials(provider);
+  const all = Promise.all(Array.from({ length: 10 }, () => source.get()));
+  await new Promise((r) => setImmediate(r));
+  assert.is(count, 1);
+  release();
+  for (const c of await all) assert.equal(c, CREDS);
+  assert.is(count, 1);
+  // Once settled, the next call is a new attempt.
+  const next = source.get();
+  await new Promise((r) => setImmediate(r));
+  release();
+  await next;
+  assert.is(count, 2);
+});
+
+test('concurrent calls share one provider call (failure), all get the same 503', async () => {
+  let waiting: (() => void)[] = [];
+  const fail = () => waiting.splice(0).forEach((r) => r());
+  let count = 0;
+  const provider: AwsCredentialIdentityProvider = async () => {
+    count++;
+    await new Promise<void>((r) => waiting.push(r));
+    throw new Error('IMDS timed out');
+  };
+  const source = createCredentials(provider, { failureTtlMs: 60_000 });
+  const all = Array.from({ length: 5 }, () => rejection(source.get()));
+  await new Promise((r) => setImmediate(r));
+  fail();
+  const errors = await Promise.all(all);
+  assert.is(count, 1);
+  for (const e of errors) {
+    assert.instance(e, CredentialsUnavailableError);
+    assert.is(e, errors[0]);
+  }
+});
+
+test('recovery: after a failure and its window, a working provider is used again', async () => {
+  let t = 0;
+  let broken = true;
+  let count = 0;
+  const provider: AwsCredentialIdentityProvider = async () => {
+    count++;
+    if (broken) throw new Error('expired SSO token');
+    return CREDS;
+  };
+  const source = createCredentials(provider, { failureTtlMs: 100, now: () => t });
+  await rejection(source.get());
+  broken = false;
+  t = 50;
+  await rejection(source.get()); // still inside the window
+  t = 100;
+  assert.equal(await source.get(), CREDS);
+  assert.equal(await source.get(), CREDS); // and the failure is forgotten
+  assert.is(count, 3);
+});
+
+// Regression: a provider that throws synchronously (a plain function, not an async one)
+// leaves `pending` set to the rejected promise of that attempt: attempt()'s `finally`
+// clears `pending` before `pending ??= attempt()` assigns it, so once the failure
+// window passes, get() returns the same stale rejection forever and never asks again.
+test('a provider that throws synchronously is asked again after the failure window', async () => {
+  let t = 0;
+  const { provider, calls } = fakeProvider('throw-sync', 'ok');
+  const source = createCredentials(provider, { failureTtlMs: 100, now: () => t });
+  const err = await rejection(source.get());
+  assert.instance(err, CredentialsUnavailableError);
+  t = 100;
+  const creds = await source.get().catch((e: unknown) => e);
+  assert.is(calls.count, 2, 'provider was not called again after the window');
+  assert.equal(creds, { ...CREDS, accessKeyId: 'AKID2' });
+});
+
+test('staticCredentials always answers the same credentials', async () => {
+  const source = staticCredentials(CREDS);
+  assert.equal(await source.get(), CREDS);
+  assert.equal(await source.get(), CREDS);
+});
+
+test.run();
