@@ -17,7 +17,13 @@ export class BodyTooLargeError extends PayloadTooLargeError {
  * bytes, so that a client still sending (Varnish writes the whole body before it
  * reads) receives the 413 instead of a reset; beyond that the caller must close.
  */
-export function readBody(req: IncomingMessage, max: number, drainMax = 16 << 20): Promise<Buffer> {
+export function readBody(
+  req: IncomingMessage,
+  max: number,
+  drainMax = 16 << 20,
+  /** Accounts buffered bytes; throws (OverloadedError) to refuse them. */
+  take?: (bytes: number) => void,
+): Promise<Buffer> {
   const declared = req.headers['content-length'];
   const length = declared === undefined ? -1 : Number(declared);
   const tooLarge = `request body is larger than --max-body (${max} bytes)`;
@@ -26,6 +32,16 @@ export function readBody(req: IncomingMessage, max: number, drainMax = 16 << 20)
     return Promise.reject(new BodyTooLargeError(tooLarge, false));
   }
   if (length === 0 || (req.complete && req.readableLength === 0)) return Promise.resolve(Buffer.alloc(0));
+  if (take !== undefined && length > 0 && length <= max) {
+    try {
+      take(length);
+    } catch (err) {
+      req.pause();
+      return Promise.reject(err);
+    }
+  }
+  // With a declared length the whole of it was accounted above; chunked bodies count as they come.
+  const count = take !== undefined && !(length > 0 && length <= max) ? take : undefined;
 
   return new Promise<Buffer>((resolve, reject) => {
     // With a declared length, one allocation and no concat.
@@ -49,7 +65,16 @@ export function readBody(req: IncomingMessage, max: number, drainMax = 16 << 20)
       if (buf !== undefined) {
         if (size > buf.length) return finish(new InvalidRequestError('body longer than Content-Length'));
         chunk.copy(buf, size - chunk.length);
-      } else chunks.push(chunk);
+        return;
+      }
+      if (count !== undefined) {
+        try {
+          count(chunk.length);
+        } catch (err) {
+          return finish(err as Error);
+        }
+      }
+      chunks.push(chunk);
     };
     const onEnd = (): void => {
       if (over) return finish(new BodyTooLargeError(tooLarge, true));
@@ -82,7 +107,12 @@ export function readBody(req: IncomingMessage, max: number, drainMax = 16 << 20)
 }
 
 /** Collects a readable (an upstream answer) into one Buffer, failing past `max` bytes. */
-export function collect(stream: NodeJS.ReadableStream, max: number, tooLarge: () => Error): Promise<Buffer> {
+export function collect(
+  stream: NodeJS.ReadableStream,
+  max: number,
+  tooLarge: () => Error,
+  take?: (bytes: number) => void,
+): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -97,6 +127,13 @@ export function collect(stream: NodeJS.ReadableStream, max: number, tooLarge: ()
       if (size > max) {
         cleanup();
         reject(tooLarge());
+        return;
+      }
+      try {
+        take?.(chunk.length);
+      } catch (err) {
+        cleanup();
+        reject(err);
         return;
       }
       chunks.push(chunk);

@@ -7,6 +7,7 @@ import { buildConfig, ConfigError, DEFAULTS, LOG_LEVELS, type Config, type RawOp
 import { createCredentials, defaultChain } from './credentials.js';
 import { listen } from './listen.js';
 import { createLogger, errorSummary } from './log.js';
+import { createMetrics, serveMetrics, type MetricsListener } from './metrics.js';
 import { createServer } from './server.js';
 import { createSigner } from './signer.js';
 import { createUpstream } from './upstream.js';
@@ -17,7 +18,7 @@ function program(): Command {
   return new Command('lambda-sign')
     .description('Signs Varnish\'s Lambda Invoke requests with AWS SigV4 and streams them to Lambda over HTTP/2.')
     .version(pkg.version)
-    .option('--region <region>', 'AWS region (env AWS_REGION, AWS_DEFAULT_REGION)')
+    .option('--region <region>', 'AWS region, required (env AWS_REGION, AWS_DEFAULT_REGION)')
     .option('--socket <path>', 'Unix socket to listen on; ignored under systemd socket activation', DEFAULTS.socket)
     .option('--socket-mode <octal>', 'permissions of the socket file', DEFAULTS.socketMode)
     .option(
@@ -32,6 +33,10 @@ function program(): Command {
     .option('--max-body <bytes>', 'largest request body accepted (413 above it)', DEFAULTS.maxBody)
     .option('--timeout <seconds>', 'time limit for a complete answer from Lambda (504 after it)', DEFAULTS.timeout)
     .option('--drain-timeout <seconds>', 'on SIGTERM, how long in-flight invocations may take to finish', DEFAULTS.drainTimeout)
+    .option('--max-inflight <n>', 'invocations in flight before new ones get 503 Overloaded', DEFAULTS.maxInflight)
+    .option('--max-buffered <bytes>', 'bytes held in request and answer buffers before 503 Overloaded', DEFAULTS.maxBuffered)
+    .option('--probe-function <name>', 'make /healthz also check this function with a DryRun invocation, cached 5 s (default: off, /healthz stays local)')
+    .option('--metrics <host:port|path>', 'serve Prometheus metrics at GET /metrics on this TCP address or Unix socket (default: off)')
     .option('--profile <name>', 'AWS shared-config profile for credentials (env AWS_PROFILE)')
     .option('--ca-file <path>', 'extra PEM certificates to trust for the endpoint (also: NODE_EXTRA_CA_CERTS)')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
@@ -87,14 +92,38 @@ async function main(): Promise<void> {
     }
   }
 
-  const credentials = createCredentials(defaultChain({ profile: config.profile }));
+  let sessions = (): number => 0;
+  const metrics = createMetrics({ sessions: () => sessions() });
+  let resolvedOnce = false;
+  const credentials = createCredentials(defaultChain({ profile: config.profile }), {
+    onRefresh(ok, err) {
+      metrics.credentialRefresh(ok);
+      if (!ok && resolvedOnce) log.warn({ err }, 'credential refresh failed; the current credentials serve until they expire');
+      else if (ok && resolvedOnce) log.debug('credentials refreshed');
+      if (ok) resolvedOnce = true;
+    },
+  });
   const signer = createSigner({ region: config.region, credentials });
   const upstream = createUpstream({
     endpoint: config.endpoint,
     ca,
-    onRetry: (reason) => log.debug({ reason }, 'retrying unprocessed request'),
+    onRetry: (reason) => {
+      metrics.retry(reason);
+      log.debug({ reason }, 'retrying unprocessed request');
+    },
   });
-  const server = createServer({ config, signer, upstream, credentials, log });
+  sessions = () => upstream.sessions;
+  const server = createServer({ config, signer, upstream, credentials, log, metrics });
+  let metricsListener: MetricsListener | undefined;
+  if (config.metrics !== undefined) {
+    try {
+      metricsListener = await serveMetrics(metrics, config.metrics);
+    } catch (err) {
+      log.fatal({ err }, 'cannot listen for --metrics');
+      log.flush();
+      process.exit(1);
+    }
+  }
 
   let listening;
   try {
@@ -111,6 +140,9 @@ async function main(): Promise<void> {
       endpoint: config.endpoint.origin,
       region: config.region,
       allow: config.allowFunctions.length === 0 ? '*' : config.allowFunctions,
+      maxInflight: config.maxInflight,
+      metrics: metricsListener?.address,
+      probe: config.probeFunction,
     },
     'listening',
   );
@@ -135,6 +167,7 @@ async function main(): Promise<void> {
     log.info({ signal, inflight: server.inflight }, 'draining');
     await server.drain(config.drainTimeoutMs);
     await upstream.close(2000);
+    await metricsListener?.close();
     listening.cleanup();
     log.info('stopped');
     log.flush();

@@ -1,3 +1,5 @@
+import { parseFunctionRef } from './route.js';
+
 // Options → a frozen Config. Validation happens here, once, and every failure names
 // the flag (or the environment variable) it came from.
 
@@ -26,6 +28,11 @@ export interface Config {
   readonly logLevel: LogLevel;
   readonly profile?: string;
   readonly caFile?: string;
+  readonly maxInflight: number;
+  readonly maxBuffered: number;
+  /** A function /healthz checks with a DryRun invocation. */
+  readonly probeFunction?: string;
+  readonly metrics?: { host: string; port: number } | { path: string };
 }
 
 /** What commander hands over: strings, as typed. */
@@ -41,6 +48,10 @@ export interface RawOptions {
   logLevel?: string;
   profile?: string;
   caFile?: string;
+  maxInflight?: string;
+  maxBuffered?: string;
+  probeFunction?: string;
+  metrics?: string;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -52,6 +63,8 @@ export const DEFAULTS = Object.freeze({
   timeout: '900', // Lambda's maximum function timeout
   drainTimeout: '30',
   logLevel: 'info',
+  maxInflight: '4096',
+  maxBuffered: String(1 << 30), // 1 GiB of request and decoded-answer buffers
 });
 
 const REGION_RE = /^[a-z]{2,4}(?:-[a-z]+)+-\d{1,2}$/;
@@ -108,7 +121,36 @@ export function buildConfig(raw: RawOptions, env: Env = {}, listenFd?: number): 
     logLevel: logLevel as LogLevel,
     profile: pick(raw.profile, env.AWS_PROFILE),
     caFile: raw.caFile,
+    maxInflight: integer('--max-inflight', raw.maxInflight ?? DEFAULTS.maxInflight, 1, 1_000_000),
+    maxBuffered: integer('--max-buffered', raw.maxBuffered ?? DEFAULTS.maxBuffered, 1, 2 ** 40),
+    probeFunction: probeFunction(raw.probeFunction),
+    metrics: raw.metrics === undefined ? undefined : metricsTarget(raw.metrics),
   });
+}
+
+function probeFunction(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return parseFunctionRef(text).id;
+  } catch (err) {
+    throw new ConfigError('--probe-function', (err as Error).message);
+  }
+}
+
+function metricsTarget(text: string): { host: string; port: number } | { path: string } {
+  try {
+    return parseMetricsTarget(text);
+  } catch (err) {
+    throw new ConfigError('--metrics', (err as Error).message);
+  }
+}
+
+/** `host:port` (IPv6 as `[::1]:9464`) or a Unix socket path. */
+export function parseMetricsTarget(text: string): { host: string; port: number } | { path: string } {
+  if (text.startsWith('/')) return { path: text };
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  if (m === null || Number(m[3]) > 65535) throw new Error('expected host:port (e.g. 127.0.0.1:9464) or an absolute socket path');
+  return { host: m[1] ?? m[2]!, port: Number(m[3]) };
 }
 
 function pick(...values: (string | undefined)[]): string | undefined {

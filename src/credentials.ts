@@ -1,8 +1,12 @@
-// The AWS default credential chain, memoized, behind one small interface.
-// fromNodeProviderChain already caches credentials and refreshes them in the
-// background during their last five minutes; what it does not do is remember a
-// failure, so with no credentials every request would walk the whole chain again
-// (IMDS probes cost seconds). We remember a failure briefly and share one attempt.
+// The AWS default credential chain behind one small interface, with the refresh policy
+// in our hands so that it can be observed:
+// - credentials in hand are returned at once, with no call into the chain;
+// - in their last five minutes (the AWS SDKs' window) one background refresh starts,
+//   and the current ones keep serving until it lands; a failed refresh is reported
+//   and tried again after a pause, never failing a request while credentials are valid;
+// - with no valid credentials, callers share one lookup, and a failure is remembered
+//   briefly so a burst of requests does not walk the chain (IMDS probes take seconds)
+//   a thousand times.
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import { CredentialsUnavailableError } from './errors.js';
@@ -13,46 +17,87 @@ export interface CredentialSource {
 }
 
 export interface CredentialOptions {
-  profile?: string;
-  /** How long a failure is answered from memory before the chain is tried again. */
+  /** How long a failed lookup is answered from memory before the chain is tried again. */
   failureTtlMs?: number;
+  /** Refresh when less than this is left (default 5 minutes, as the AWS SDKs). */
+  refreshWindowMs?: number;
+  /** Pause after a failed background refresh before the next attempt. */
+  refreshRetryMs?: number;
   now?: () => number;
+  /** Every lookup's outcome: a first resolution or a refresh, ok or not. */
+  onRefresh?: (ok: boolean, err?: unknown) => void;
 }
+
+type Provider = (opts?: { forceRefresh?: boolean }) => Promise<AwsCredentialIdentity>;
 
 export function defaultChain(opts: { profile?: string } = {}): AwsCredentialIdentityProvider {
   return fromNodeProviderChain(opts.profile === undefined ? {} : { profile: opts.profile });
 }
 
-export function createCredentials(
-  provider: AwsCredentialIdentityProvider,
-  opts: CredentialOptions = {},
-): CredentialSource {
+export function createCredentials(provider: AwsCredentialIdentityProvider, opts: CredentialOptions = {}): CredentialSource {
+  const lookup = provider as Provider;
   const failureTtlMs = opts.failureTtlMs ?? 1000;
+  const windowMs = opts.refreshWindowMs ?? 5 * 60_000;
+  const retryMs = opts.refreshRetryMs ?? 10_000;
   const now = opts.now ?? Date.now;
+  let current: { creds: AwsCredentialIdentity; promise: Promise<AwsCredentialIdentity>; expires: number } | undefined;
   let failure: { error: CredentialsUnavailableError; until: number } | undefined;
   let pending: Promise<AwsCredentialIdentity> | undefined;
+  let refreshing = false;
+  let nextRefreshAt = 0;
 
-  const attempt = async (): Promise<AwsCredentialIdentity> => {
-    // Let this function return its promise before anything settles, so `pending` is
-    // assigned before the `finally` below clears it, even if the provider throws at once.
+  const adopt = (creds: AwsCredentialIdentity): AwsCredentialIdentity => {
+    current = { creds, promise: Promise.resolve(creds), expires: creds.expiration?.getTime() ?? Infinity };
+    failure = undefined;
+    opts.onRefresh?.(true);
+    return creds;
+  };
+
+  // forceRefresh: the chain memoizes too; we decide when to refresh, so bypass its cache.
+  const fetch = async (): Promise<AwsCredentialIdentity> => {
+    // Return the promise before anything settles, so `pending` is assigned before the
+    // `finally` clears it, even when a provider throws synchronously.
     await undefined;
     try {
-      const creds = await provider();
-      failure = undefined;
-      return creds;
+      return adopt(await lookup({ forceRefresh: true }));
     } catch (cause) {
       const error = new CredentialsUnavailableError('AWS credentials could not be resolved', { cause });
       failure = { error, until: now() + failureTtlMs };
+      opts.onRefresh?.(false, cause);
       throw error;
     } finally {
       pending = undefined;
     }
   };
 
+  const refreshInBackground = (): void => {
+    if (refreshing || now() < nextRefreshAt) return;
+    refreshing = true;
+    (async () => lookup({ forceRefresh: true }))().then(
+      (creds) => {
+        refreshing = false;
+        adopt(creds);
+      },
+      (err: unknown) => {
+        refreshing = false;
+        nextRefreshAt = now() + retryMs;
+        opts.onRefresh?.(false, err);
+      },
+    );
+  };
+
   return {
     get() {
+      if (current !== undefined) {
+        const left = current.expires - now();
+        if (left > windowMs) return current.promise;
+        if (left > 0) {
+          refreshInBackground();
+          return current.promise;
+        }
+      }
       if (failure !== undefined && now() < failure.until) return Promise.reject(failure.error);
-      return (pending ??= attempt());
+      return (pending ??= fetch());
     },
   };
 }

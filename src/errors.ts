@@ -64,6 +64,17 @@ export class ShuttingDownError extends LambdaSignError {
   readonly status = 503;
   override retryAfter = 1;
 }
+export class OverloadedError extends LambdaSignError {
+  readonly code = 'Overloaded';
+  readonly status = 503;
+  override retryAfter = 1;
+}
+/** /healthz with --probe-function: the DryRun invocation did not succeed. */
+export class ProbeFailedError extends LambdaSignError {
+  readonly code = 'ProbeFailed';
+  readonly status = 503;
+  override retryAfter = 5;
+}
 export class InvalidPayloadError extends LambdaSignError {
   readonly code = 'InvalidPayload';
   readonly status = 400;

@@ -6,6 +6,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import { performance } from 'node:perf_hooks';
+import { createAdmission, type Hold } from './admission.js';
 import type { Config } from './config.js';
 import type { CredentialSource } from './credentials.js';
 import { BodyTooLargeError, collect, readBody } from './body.js';
@@ -15,6 +16,7 @@ import {
   InvalidPayloadError,
   InvalidRequestError,
   PayloadTooLargeError,
+  ProbeFailedError,
   ShuttingDownError,
   toLambdaSignError,
   UpstreamTimeoutError,
@@ -23,6 +25,8 @@ import { buildEvent } from './gateway-event.js';
 import { decodeResponse } from './gateway-response.js';
 import { outboundHeaders, responseHeaders } from './headers.js';
 import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import { createProbe } from './probe.js';
 import { checkAllowed, compileAllowlist, invokeTarget, parseFunctionRef, route, type FunctionRef } from './route.js';
 import type { Signer } from './signer.js';
 import type { Upstream, UpstreamResponse } from './upstream.js';
@@ -33,6 +37,8 @@ export interface ServerDeps {
   upstream: Upstream;
   credentials: CredentialSource;
   log: Logger;
+  metrics?: Metrics;
+  now?: () => number;
 }
 
 export interface LambdaSignServer {
@@ -53,22 +59,34 @@ interface RequestLog {
   retries?: number;
   error?: string;
   bytesIn?: number;
+  bytesOut?: number;
+  /** Set once an invocation holds an admission slot and buffer bytes. */
+  hold?: Hold;
 }
 
 /** An upstream exchange in progress: its answer, and the hook that ends its timer. */
 interface Exchange {
   up: UpstreamResponse;
   signal: AbortSignal;
+  /** Stops the timer and records the upstream duration; call once the answer is consumed. */
   done(): void;
 }
+
+// AWS SDKs adopt the server's clock when a signature is refused and the clocks are at
+// least this far apart (the same 5 minutes SigV4 allows).
+const SKEW_LIMIT_MS = 5 * 60_000;
 
 // Lambda caps synchronous answers at 6 MB; a decoded answer is held in memory, so bound it.
 const MAX_DECODED_ANSWER = 8 << 20;
 const GATEWAY_MODES = new Set(['http', 'raw']);
 
 export function createServer(deps: ServerDeps): LambdaSignServer {
-  const { config, signer, upstream, credentials, log } = deps;
+  const { config, signer, upstream, credentials, log, metrics } = deps;
+  const now = deps.now ?? Date.now;
   const allowed = compileAllowlist(config.allowFunctions);
+  const admission = createAdmission(config.maxInflight, config.maxBuffered);
+  const probe =
+    config.probeFunction === undefined ? undefined : createProbe({ dryRun: () => dryRun(parseFunctionRef(config.probeFunction!)) });
   let inflight = 0;
   let draining = false;
   let drained: (() => void) | undefined;
@@ -81,14 +99,21 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     if (draining) res.shouldKeepAlive = false;
     res.once('close', () => {
       inflight--;
+      const { hold, ...fields } = entry;
+      if (hold !== undefined) {
+        hold.release();
+        admission.leave();
+        metrics?.inflight(-1);
+      }
       const line = {
         id: req.headers['x-varnish'],
         method: req.method,
-        ...entry,
+        ...fields,
         status: entry.status ?? res.statusCode,
         ms: Math.round((performance.now() - started) * 10) / 10,
         complete: res.writableFinished,
       };
+      metrics?.request(entry.fn, line.status, entry.error, entry.bytesIn ?? 0, entry.bytesOut ?? 0);
       if (line.status >= 500 || !line.complete) log.warn(line, 'request');
       else log.info(line, 'request');
       if (draining && inflight === 0) drained?.();
@@ -119,7 +144,8 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     entry.mode = 'invoke';
     entry.fn = r.fn.name;
     checkAllowed(allowed, r.fn);
-    const body = await readBody(req, config.maxBody);
+    admit(entry);
+    const body = await readBody(req, config.maxBody, undefined, entry.hold!.take);
     entry.bytesIn = body.length;
     const ex = await invoke(r.fn, r.qualifier, outboundHeaders(req.headers), body, res, entry);
     streamBack(ex, res, entry);
@@ -134,8 +160,10 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     checkAllowed(allowed, fn);
     const mode = req.headers['x-lambda-response'] ?? 'http';
     if (typeof mode !== 'string' || !GATEWAY_MODES.has(mode)) throw new InvalidRequestError('X-Lambda-Response must be http or raw');
+    admit(entry);
+    const hold = entry.hold!;
 
-    const body = await readBody(req, config.maxBody);
+    const body = await readBody(req, config.maxBody, undefined, hold.take);
     const given = req.headers['x-lambda-payload'];
     let payload: Buffer;
     if (typeof given === 'string') {
@@ -149,6 +177,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     } else {
       const event = buildEvent({ method: req.method ?? 'GET', url: req.url ?? '/', httpVersion: req.httpVersion, rawHeaders: req.rawHeaders, body });
       payload = Buffer.from(JSON.stringify(event));
+      hold.take(payload.length);
     }
     if (payload.length > config.maxBody) {
       throw new PayloadTooLargeError(`the encoded event is larger than --max-body (${config.maxBody} bytes)`);
@@ -159,7 +188,12 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     if (mode === 'raw' || ex.up.status !== 200) return streamBack(ex, res, entry);
     let answer: Buffer;
     try {
-      answer = await collect(ex.up.body, MAX_DECODED_ANSWER, () => new InvalidFunctionResponseError('the answer is larger than Lambda allows'));
+      answer = await collect(
+        ex.up.body,
+        MAX_DECODED_ANSWER,
+        () => new InvalidFunctionResponseError('the answer is larger than Lambda allows'),
+        hold.take,
+      );
     } catch (err) {
       if (ex.signal.aborted) throw ex.signal.reason;
       throw err;
@@ -171,45 +205,76 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     const requestId = h['x-amzn-requestid'];
     const decoded = decodeResponse(answer, typeof fnError === 'string' ? fnError : undefined, typeof requestId === 'string' ? requestId : undefined);
     entry.status = decoded.status;
+    entry.bytesOut = decoded.body.length;
     res.writeHead(decoded.status, { ...decoded.headers, 'content-length': decoded.body.length });
     res.end(decoded.body);
   }
 
-  /** Signs and sends one invocation; resolves at Lambda's response headers. */
+  /** Counts an invocation against --max-inflight and gives it a buffer account. */
+  function admit(entry: RequestLog): void {
+    admission.enter();
+    entry.hold = admission.hold();
+    metrics?.inflight(1);
+  }
+
+  /**
+   * Signs and sends one invocation; resolves at Lambda's response headers. `res` is the
+   * client whose hang-up cancels the invocation (none for the health probe).
+   */
   async function invoke(
     fn: FunctionRef,
     qualifier: string | undefined,
     headers: Record<string, string>,
     body: Buffer,
-    res: ServerResponse,
+    res: ServerResponse | undefined,
     entry: RequestLog,
   ): Promise<Exchange> {
     const target = invokeTarget(fn, qualifier);
     headers.host = config.signingHost;
     headers['content-length'] = String(body.length);
-    const signed = await signer.sign({
-      method: 'POST',
-      path: target.upstreamPath,
-      query: qualifier === undefined ? undefined : { Qualifier: qualifier },
-      headers,
-      body,
-    });
+    const sign = () =>
+      signer.sign({
+        method: 'POST',
+        path: target.upstreamPath,
+        query: qualifier === undefined ? undefined : { Qualifier: qualifier },
+        headers,
+        body,
+      });
+    let signed = await sign();
 
     const abort = new AbortController();
+    const started = performance.now();
     const timer = setTimeout(
       () => abort.abort(new UpstreamTimeoutError(`no complete answer from Lambda within ${config.timeoutMs / 1000} s`)),
       config.timeoutMs,
     );
     const onClose = (): void => {
       clearTimeout(timer);
-      if (!res.writableFinished) abort.abort(new ClientGoneError('client closed the connection'));
+      if (!res!.writableFinished) abort.abort(new ClientGoneError('client closed the connection'));
     };
-    res.once('close', onClose);
+    res?.once('close', onClose);
+    let finished = false;
     const done = (): void => {
+      if (finished) return;
+      finished = true;
       clearTimeout(timer);
+      metrics?.upstreamDuration(fn.name, (performance.now() - started) / 1000);
     };
     try {
-      const up = await upstream.forward({ method: 'POST', target: target.upstreamTarget, headers: signed, body }, abort.signal);
+      const request = { method: 'POST', target: target.upstreamTarget, headers: signed, body };
+      let up = await upstream.forward(request, abort.signal);
+      const serverDate = skewedDate(up);
+      if (serverDate !== undefined) {
+        // The request was refused, not executed: adopt Lambda's clock and send it once more.
+        up.body.resume();
+        signer.correctClock(serverDate, now());
+        metrics?.clockSkewCorrection();
+        metrics?.retry('clock_skew');
+        log.warn({ offsetMs: signer.clockOffsetMs }, 'Lambda refused a signature and its clock differs from ours; signing with its clock');
+        signed = await sign();
+        const retried = await upstream.forward({ ...request, headers: signed }, abort.signal);
+        up = { ...retried, retries: retried.retries + up.retries + 1 };
+      }
       entry.upstreamStatus = up.status;
       entry.retries = up.retries;
       return { up, signal: abort.signal, done };
@@ -219,8 +284,34 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     }
   }
 
+  /** Lambda's Date, when it refused our signature and its clock is SKEW_LIMIT_MS or more from ours. */
+  function skewedDate(up: UpstreamResponse): Date | undefined {
+    if (up.status !== 403) return undefined;
+    const type = up.headers['x-amzn-errortype'];
+    if (typeof type !== 'string' || !type.startsWith('InvalidSignatureException')) return undefined;
+    const date = up.headers['date'];
+    const t = typeof date === 'string' ? Date.parse(date) : NaN;
+    if (!Number.isFinite(t) || Math.abs(t - (now() + signer.clockOffsetMs)) < SKEW_LIMIT_MS) return undefined;
+    return new Date(t);
+  }
+
+  /** The probe: a DryRun invocation, 204 when Lambda would run the function. */
+  async function dryRun(fn: FunctionRef): Promise<void> {
+    const ex = await invoke(fn, undefined, { 'x-amz-invocation-type': 'DryRun', 'content-type': 'application/json' }, Buffer.from('{}'), undefined, {});
+    ex.up.body.resume();
+    ex.done();
+    if (ex.up.status !== 204 && ex.up.status !== 200) {
+      const type = ex.up.headers['x-amzn-errortype'];
+      throw new ProbeFailedError(`DryRun of ${fn.name} answered ${ex.up.status}${typeof type === 'string' ? ` ${type.split(':')[0]}` : ''}`);
+    }
+  }
+
   function streamBack(ex: Exchange, res: ServerResponse, entry: RequestLog): void {
     res.writeHead(ex.up.status, responseHeaders(ex.up.headers));
+    if (metrics !== undefined) {
+      entry.bytesOut = 0;
+      ex.up.body.on('data', (chunk: Buffer) => (entry.bytesOut! += chunk.length));
+    }
     pipeline(ex.up.body, res, (err) => {
       ex.done();
       if (err !== undefined && err !== null) {
@@ -234,6 +325,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
   async function health(res: ServerResponse): Promise<void> {
     if (draining) throw new ShuttingDownError('lambda-sign is shutting down');
     await credentials.get();
+    await probe?.check();
     const body = '{"status":"ok"}';
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length, 'cache-control': 'no-store' });
     res.end(body);

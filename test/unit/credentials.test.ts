@@ -40,12 +40,74 @@ test('success passes the provider’s credentials through', async () => {
   assert.is(calls.count, 1);
 });
 
-test('every get() after a success asks the provider again (it does its own caching)', async () => {
+test('credentials without expiry are looked up once and then served from memory', async () => {
   const { provider, calls } = fakeProvider('ok');
   const source = createCredentials(provider);
   assert.is((await source.get()).accessKeyId, 'AKID1');
-  assert.is((await source.get()).accessKeyId, 'AKID2');
-  assert.is(calls.count, 2);
+  assert.is((await source.get()).accessKeyId, 'AKID1');
+  assert.is(calls.count, 1);
+});
+
+/** A provider of temporary credentials expiring `ttl` ms after the injected clock. */
+function expiring(clock: { t: number }, ttl: number, script: ('ok' | 'fail')[] = []) {
+  const calls: { forceRefresh?: boolean }[] = [];
+  const provider = (async (o?: { forceRefresh?: boolean }) => {
+    calls.push(o ?? {});
+    if (script[calls.length - 1] === 'fail') throw new Error('container endpoint 500');
+    return { ...CREDS, accessKeyId: `ASIA${calls.length}`, expiration: new Date(clock.t + ttl) };
+  }) as AwsCredentialIdentityProvider;
+  return { provider, calls };
+}
+const tick = () => new Promise((r) => setImmediate(r));
+
+test('in their last five minutes, one background refresh starts; the current ones keep serving', async () => {
+  const clock = { t: 0 };
+  const { provider, calls } = expiring(clock, 10 * 60_000);
+  const refreshes: boolean[] = [];
+  const source = createCredentials(provider, { now: () => clock.t, onRefresh: (ok) => refreshes.push(ok) });
+  assert.is((await source.get()).accessKeyId, 'ASIA1');
+  clock.t = 4 * 60_000; // 6 minutes left: no refresh yet
+  assert.is((await source.get()).accessKeyId, 'ASIA1');
+  assert.is(calls.length, 1);
+  clock.t = 6 * 60_000; // 4 minutes left: refresh in the background
+  const during = await Promise.all([source.get(), source.get(), source.get()]);
+  assert.ok(during.every((c) => c.accessKeyId === 'ASIA1'), 'no caller waits for the refresh');
+  await tick();
+  assert.is(calls.length, 2, 'one refresh for many callers');
+  assert.is(calls[1]!.forceRefresh, true, 'the chain’s own cache is bypassed');
+  assert.is((await source.get()).accessKeyId, 'ASIA2');
+  assert.equal(refreshes, [true, true]);
+});
+
+test('a failed background refresh is reported, retried after a pause, and fails no request', async () => {
+  const clock = { t: 0 };
+  const { provider, calls } = expiring(clock, 10 * 60_000, ['ok', 'fail', 'ok']);
+  const refreshes: boolean[] = [];
+  const source = createCredentials(provider, { now: () => clock.t, refreshRetryMs: 10_000, onRefresh: (ok) => refreshes.push(ok) });
+  await source.get();
+  clock.t = 6 * 60_000;
+  assert.is((await source.get()).accessKeyId, 'ASIA1');
+  await tick();
+  assert.equal(refreshes, [true, false]);
+  clock.t += 5_000; // inside the pause: no new attempt
+  assert.is((await source.get()).accessKeyId, 'ASIA1');
+  await tick();
+  assert.is(calls.length, 2);
+  clock.t += 5_000;
+  await source.get();
+  await tick();
+  assert.is(calls.length, 3);
+  assert.is((await source.get()).accessKeyId, 'ASIA3');
+});
+
+test('expired credentials are not served: callers wait for a new lookup', async () => {
+  const clock = { t: 0 };
+  const { provider, calls } = expiring(clock, 60_000);
+  const source = createCredentials(provider, { now: () => clock.t, refreshRetryMs: 1e9 });
+  await source.get();
+  clock.t = 61_000;
+  assert.is((await source.get()).accessKeyId, 'ASIA2');
+  assert.ok(calls.length >= 2);
 });
 
 test('failure → CredentialsUnavailableError, 503, cause kept', async () => {
@@ -121,12 +183,9 @@ test('concurrent calls share one provider call (success)', async () => {
   release();
   for (const c of await all) assert.equal(c, CREDS);
   assert.is(count, 1);
-  // Once settled, the next call is a new attempt.
-  const next = source.get();
-  await new Promise((r) => setImmediate(r));
-  release();
-  await next;
-  assert.is(count, 2);
+  // Once settled, credentials without expiry are served from memory.
+  await source.get();
+  assert.is(count, 1);
 });
 
 test('concurrent calls share one provider call (failure), all get the same 503', async () => {
@@ -167,7 +226,7 @@ test('recovery: after a failure and its window, a working provider is used again
   t = 100;
   assert.equal(await source.get(), CREDS);
   assert.equal(await source.get(), CREDS); // and the failure is forgotten
-  assert.is(count, 3);
+  assert.is(count, 2);
 });
 
 // Regression: a provider that throws synchronously (a plain function, not an async one)

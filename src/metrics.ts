@@ -1,0 +1,144 @@
+// Prometheus metrics (prom-client), served on their own listener (--metrics), never on
+// the socket Varnish talks to.
+import fs from 'node:fs';
+import http from 'node:http';
+import client from 'prom-client';
+
+export interface Metrics {
+  readonly registry: client.Registry;
+  request(fn: string | undefined, status: number, errorCode: string | undefined, bytesIn: number, bytesOut: number): void;
+  upstreamDuration(fn: string, seconds: number): void;
+  inflight(delta: 1 | -1): void;
+  retry(reason: string): void;
+  credentialRefresh(ok: boolean): void;
+  clockSkewCorrection(): void;
+}
+
+// A client choosing function names must not grow the label set without bound.
+const MAX_FUNCTION_LABELS = 500;
+
+export function createMetrics(opts: { sessions?: () => number; defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new client.Registry();
+  if (opts.defaultMetrics !== false) client.collectDefaultMetrics({ register: registry });
+  const requests = new client.Counter({
+    name: 'lambda_sign_requests_total',
+    help: 'Requests answered, by function (bare name) and the status sent to Varnish',
+    labelNames: ['function', 'status'] as const,
+    registers: [registry],
+  });
+  const duration = new client.Histogram({
+    name: 'lambda_sign_upstream_duration_seconds',
+    help: 'Time from sending an invocation to the end of Lambda\'s answer',
+    labelNames: ['function'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900],
+    registers: [registry],
+  });
+  const inflight = new client.Gauge({ name: 'lambda_sign_inflight_requests', help: 'Invocations being handled', registers: [registry] });
+  new client.Gauge({
+    name: 'lambda_sign_upstream_sessions',
+    help: 'Open HTTP/2 sessions to the Lambda endpoint',
+    registers: [registry],
+    collect() {
+      this.set(opts.sessions?.() ?? 0);
+    },
+  });
+  const retries = new client.Counter({
+    name: 'lambda_sign_retries_total',
+    help: 'Invocations sent again because Lambda provably did not process them (RFC 9113 §8.7), or after a clock-skew correction',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const errors = new client.Counter({
+    name: 'lambda_sign_errors_total',
+    help: 'Errors answered by lambda-sign itself, by code',
+    labelNames: ['code'] as const,
+    registers: [registry],
+  });
+  const refreshes = new client.Counter({
+    name: 'lambda_sign_credential_refreshes_total',
+    help: 'Credential refreshes, by result',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  });
+  const skew = new client.Counter({
+    name: 'lambda_sign_clock_skew_corrections_total',
+    help: 'Times the signing clock was corrected from Lambda\'s Date header',
+    registers: [registry],
+  });
+  const bytesIn = new client.Counter({ name: 'lambda_sign_request_bytes_total', help: 'Bytes sent to Lambda in invocation bodies', registers: [registry] });
+  const bytesOut = new client.Counter({ name: 'lambda_sign_response_bytes_total', help: 'Response body bytes sent to Varnish', registers: [registry] });
+
+  const seen = new Set<string>();
+  const label = (fn: string | undefined): string => {
+    if (fn === undefined) return '-';
+    if (seen.has(fn)) return fn;
+    if (seen.size >= MAX_FUNCTION_LABELS) return 'other';
+    seen.add(fn);
+    return fn;
+  };
+
+  return {
+    registry,
+    request(fn, status, code, inBytes, outBytes) {
+      requests.inc({ function: label(fn), status });
+      if (code !== undefined) errors.inc({ code });
+      if (inBytes > 0) bytesIn.inc(inBytes);
+      if (outBytes > 0) bytesOut.inc(outBytes);
+    },
+    upstreamDuration(fn, seconds) {
+      duration.observe({ function: label(fn) }, seconds);
+    },
+    inflight(delta) {
+      inflight.inc(delta);
+    },
+    retry(reason) {
+      retries.inc({ reason });
+    },
+    credentialRefresh(ok) {
+      refreshes.inc({ result: ok ? 'ok' : 'failed' });
+    },
+    clockSkewCorrection() {
+      skew.inc();
+    },
+  };
+}
+
+export interface MetricsListener {
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+export async function serveMetrics(metrics: Metrics, target: { host: string; port: number } | { path: string }): Promise<MetricsListener> {
+  const server = http.createServer((req, res) => {
+    if (req.url !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('metrics are at GET /metrics\n');
+      return;
+    }
+    metrics.registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+      () => res.writeHead(500).end(),
+    );
+  });
+  if ('path' in target) {
+    try {
+      if (fs.lstatSync(target.path).isSocket()) fs.unlinkSync(target.path);
+    } catch {
+      // nothing there
+    }
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen('path' in target ? { path: target.path } : { host: target.host, port: target.port }, () => resolve());
+  });
+  const addr = server.address();
+  const address = typeof addr === 'string' ? addr : `${addr!.address}:${addr!.port}`;
+  return {
+    address,
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+        if ('path' in target) fs.rmSync(target.path, { force: true });
+      }),
+  };
+}
