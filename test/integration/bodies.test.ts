@@ -2,25 +2,11 @@
 import { createHash } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { makeTestCA, type TestCA } from '../helpers/tls.ts';
-import { startFakeLambda, type FakeLambda } from '../helpers/fake-lambda.ts';
-import { startDaemon, send, invokePath, type TestDaemon } from '../helpers/daemon.ts';
+import { startDaemon, send, invokePath } from '../helpers/daemon.ts';
+import { useStack } from '../helpers/stack.ts';
 
-let ca: TestCA;
-let fake: FakeLambda;
-let daemon: TestDaemon;
+const s = useStack();
 const MAX = 6291456;
-
-test.before(async () => {
-  ca = await makeTestCA();
-  fake = await startFakeLambda({ tls: { cert: ca.cert, key: ca.key } });
-  daemon = await startDaemon({ endpoint: fake.url, ca: ca.ca });
-});
-test.after(async () => {
-  await daemon.close();
-  await fake.close();
-  await ca.cleanup();
-});
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const payload = (n: number) => {
@@ -32,42 +18,42 @@ const payload = (n: number) => {
 for (const size of [0, 1, 1 << 20, MAX]) {
   test(`a ${size}-byte body arrives intact and signed`, async () => {
     const body = payload(size);
-    const res = await send(daemon.socketPath, { path: invokePath('big'), headers: { 'content-type': 'application/octet-stream' }, body });
+    const res = await send(s.daemon.socketPath, { path: invokePath('big'), headers: { 'content-type': 'application/octet-stream' }, body });
     assert.is(res.status, 200, res.body.toString().slice(0, 200));
     assert.is(res.json().bodyLength, size);
     assert.is(res.json().bodySha256, sha(body));
-    assert.is(fake.failures.length, 0);
+    assert.is(s.fake.failures.length, 0);
   });
 }
 
 test(`a ${MAX + 1}-byte body is refused with 413 before anything is sent upstream`, async () => {
-  const before = fake.invocations.length + fake.failures.length;
-  const res = await send(daemon.socketPath, { path: invokePath('big'), body: payload(MAX + 1) });
+  const before = s.fake.invocations.length + s.fake.failures.length;
+  const res = await send(s.daemon.socketPath, { path: invokePath('big'), body: payload(MAX + 1) });
   assert.is(res.status, 413);
   assert.is(res.json().error, 'PayloadTooLarge');
   assert.is(res.headers['x-lambda-sign-error'], 'PayloadTooLarge');
-  assert.is(fake.invocations.length + fake.failures.length, before);
+  assert.is(s.fake.invocations.length + s.fake.failures.length, before);
 });
 
 test('a chunked body is reassembled and signed', async () => {
   const parts = [payload(10), payload(70000), Buffer.from('tail'), payload(1)];
-  const res = await send(daemon.socketPath, { path: invokePath('chunky'), chunks: parts });
+  const res = await send(s.daemon.socketPath, { path: invokePath('chunky'), chunks: parts });
   assert.is(res.status, 200);
   assert.is(res.json().bodySha256, sha(Buffer.concat(parts)));
-  assert.is(fake.failures.length, 0);
+  assert.is(s.fake.failures.length, 0);
 });
 
 test('a chunked body exactly at the limit is accepted, one byte more is 413', async () => {
-  const ok = await send(daemon.socketPath, { path: invokePath('chunky'), chunks: [payload(MAX - 5), payload(5)] });
+  const ok = await send(s.daemon.socketPath, { path: invokePath('chunky'), chunks: [payload(MAX - 5), payload(5)] });
   assert.is(ok.status, 200);
-  const before = fake.invocations.length;
-  const no = await send(daemon.socketPath, { path: invokePath('chunky'), chunks: [payload(MAX - 5), payload(6)] });
+  const before = s.fake.invocations.length;
+  const no = await send(s.daemon.socketPath, { path: invokePath('chunky'), chunks: [payload(MAX - 5), payload(6)] });
   assert.is(no.status, 413);
-  assert.is(fake.invocations.length, before);
+  assert.is(s.fake.invocations.length, before);
 });
 
 test('--max-body is honoured when lowered', async () => {
-  const d = await startDaemon({ endpoint: fake.url, ca: ca.ca, options: { maxBody: '100' } });
+  const d = await startDaemon({ endpoint: s.fake.url, ca: s.ca.ca, options: { maxBody: '100' } });
   try {
     assert.is((await send(d.socketPath, { path: invokePath('f'), body: payload(100) })).status, 200);
     assert.is((await send(d.socketPath, { path: invokePath('f'), body: payload(101) })).status, 413);

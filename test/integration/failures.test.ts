@@ -4,25 +4,12 @@ import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { makeTestCA, type TestCA } from '../helpers/tls.ts';
-import { startFakeLambda, type FakeLambda } from '../helpers/fake-lambda.ts';
-import { startDaemon, send, invokePath, type TestDaemon } from '../helpers/daemon.ts';
+import { startDaemon, send, invokePath } from '../helpers/daemon.ts';
+import { useStack } from '../helpers/stack.ts';
+import { makeTestCA } from '../helpers/tls.ts';
 import { createCredentials } from '../../src/credentials.ts';
 
-let ca: TestCA;
-let fake: FakeLambda;
-let daemon: TestDaemon;
-
-test.before(async () => {
-  ca = await makeTestCA();
-  fake = await startFakeLambda({ tls: { cert: ca.cert, key: ca.key } });
-  daemon = await startDaemon({ endpoint: fake.url, ca: ca.ca, options: { timeout: '1' } });
-});
-test.after(async () => {
-  await daemon.close();
-  await fake.close();
-  await ca.cleanup();
-});
+const s = useStack({ daemon: { timeout: '1' } });
 
 /** Writes raw bytes to the socket and returns everything read until the daemon closes or 2 s pass. */
 function raw(socketPath: string, data: string): Promise<string> {
@@ -37,14 +24,14 @@ function raw(socketPath: string, data: string): Promise<string> {
   });
 }
 
-const healthy = async () => assert.is((await send(daemon.socketPath, { path: invokePath('f'), body: '{}' })).status, 200);
+const healthy = async () => assert.is((await send(s.daemon.socketPath, { path: invokePath('f'), body: '{}' })).status, 200);
 
 test('an unreachable endpoint answers 502 UpstreamUnavailable, after two connect retries', async () => {
   const closed = net.createServer();
   await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
   const port = (closed.address() as net.AddressInfo).port;
   await new Promise((r) => closed.close(r));
-  const d = await startDaemon({ endpoint: `https://127.0.0.1:${port}`, ca: ca.ca });
+  const d = await startDaemon({ endpoint: `https://127.0.0.1:${port}`, ca: s.ca.ca });
   try {
     const res = await send(d.socketPath, { path: invokePath('f'), body: '{}' });
     assert.is(res.status, 502);
@@ -59,12 +46,12 @@ test('an unreachable endpoint answers 502 UpstreamUnavailable, after two connect
 
 test('an endpoint whose certificate is not trusted answers 502, never connects insecurely', async () => {
   const other = await makeTestCA();
-  const d = await startDaemon({ endpoint: fake.url, ca: other.ca });
+  const d = await startDaemon({ endpoint: s.fake.url, ca: other.ca });
   try {
-    const before = fake.invocations.length;
+    const before = s.fake.invocations.length;
     const res = await send(d.socketPath, { path: invokePath('f'), body: '{}' });
     assert.is(res.status, 502);
-    assert.is(fake.invocations.length, before);
+    assert.is(s.fake.invocations.length, before);
   } finally {
     await d.close();
     await other.cleanup();
@@ -72,40 +59,40 @@ test('an endpoint whose certificate is not trusted answers 502, never connects i
 });
 
 test('--timeout: no answer in time is 504 UpstreamTimeout, and the stream is cancelled', async () => {
-  fake.on('slow', () => ({ status: 200, body: 'late', delayMs: 5000 }));
+  s.fake.on('slow', () => ({ status: 200, body: 'late', delayMs: 5000 }));
   const t0 = Date.now();
-  const res = await send(daemon.socketPath, { path: invokePath('slow'), body: '{}' });
+  const res = await send(s.daemon.socketPath, { path: invokePath('slow'), body: '{}' });
   assert.is(res.status, 504);
   assert.is(res.json().error, 'UpstreamTimeout');
   assert.ok(Date.now() - t0 < 4000, 'answered at the deadline, not when Lambda finished');
   await sleep(100);
-  assert.is(fake.inflight, 0, 'the upstream stream was cancelled');
+  assert.is(s.fake.inflight, 0, 'the upstream stream was cancelled');
   await healthy();
 });
 
 test('regression: a body cut at --timeout reaches the client as incomplete, never as a complete 200', async () => {
   // Closing the HTTP/2 stream locally with CANCEL ended its readable side cleanly, so
   // the pipe to Varnish finished the chunked body: a truncated page that looked whole.
-  fake.on('stall', () => ({ status: 200, chunks: ['part 1 ', 'part 2'], chunkDelayMs: 5000 }));
-  const res = await send(daemon.socketPath, { path: invokePath('stall'), body: '{}' }).catch((e: Error) => e);
+  s.fake.on('stall', () => ({ status: 200, chunks: ['part 1 ', 'part 2'], chunkDelayMs: 5000 }));
+  const res = await send(s.daemon.socketPath, { path: invokePath('stall'), body: '{}' }).catch((e: Error) => e);
   assert.instance(res, Error, 'the client sees an aborted response');
   await healthy();
 });
 
 test('a client that hangs up cancels its upstream stream', async () => {
-  fake.on('long', () => ({ status: 200, body: 'never read', delayMs: 10_000 }));
-  const before = fake.invocations.length;
-  const c = net.connect(daemon.socketPath);
+  s.fake.on('long', () => ({ status: 200, body: 'never read', delayMs: 10_000 }));
+  const before = s.fake.invocations.length;
+  const c = net.connect(s.daemon.socketPath);
   c.on('error', () => {});
   c.write(`POST ${invokePath('long')} HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}`);
-  for (let i = 0; i < 50 && fake.inflight === 0; i++) await sleep(20);
-  assert.is(fake.inflight, 1, 'the invocation reached Lambda');
-  assert.is(fake.invocations.length, before + 1);
+  for (let i = 0; i < 50 && s.fake.inflight === 0; i++) await sleep(20);
+  assert.is(s.fake.inflight, 1, 'the invocation reached Lambda');
+  assert.is(s.fake.invocations.length, before + 1);
   c.destroy();
-  for (let i = 0; i < 50 && fake.inflight > 0; i++) await sleep(20);
-  assert.is(fake.inflight, 0, 'Lambda saw the stream cancelled');
-  for (let i = 0; i < 50 && daemon.server.inflight > 0; i++) await sleep(20);
-  assert.is(daemon.server.inflight, 0);
+  for (let i = 0; i < 50 && s.fake.inflight > 0; i++) await sleep(20);
+  assert.is(s.fake.inflight, 0, 'Lambda saw the stream cancelled');
+  for (let i = 0; i < 50 && s.daemon.server.inflight > 0; i++) await sleep(20);
+  assert.is(s.daemon.server.inflight, 0);
 });
 
 const MALFORMED: [name: string, bytes: string, expect: RegExp][] = [
@@ -119,11 +106,11 @@ const MALFORMED: [name: string, bytes: string, expect: RegExp][] = [
 ];
 for (const [name, bytes, expect] of MALFORMED) {
   test(`malformed input (${name}) is refused without reaching Lambda or crashing`, async () => {
-    const before = fake.invocations.length + fake.failures.length;
-    const out = await raw(daemon.socketPath, bytes);
+    const before = s.fake.invocations.length + s.fake.failures.length;
+    const out = await raw(s.daemon.socketPath, bytes);
     assert.match(out, expect);
     if (out.length > 0 && !out.includes(' 505 ')) assert.match(out, /x-lambda-sign-error: InvalidRequest/);
-    assert.is(fake.invocations.length + fake.failures.length, before);
+    assert.is(s.fake.invocations.length + s.fake.failures.length, before);
     await healthy();
   });
 }
@@ -132,9 +119,9 @@ test('credentials that cannot be resolved: invokes and /healthz answer 503, noth
   const credentials = createCredentials(async () => {
     throw new Error('no credentials anywhere (AWS_SECRET_ACCESS_KEY=hunter2)');
   });
-  const d = await startDaemon({ endpoint: fake.url, ca: ca.ca, credentials });
+  const d = await startDaemon({ endpoint: s.fake.url, ca: s.ca.ca, credentials });
   try {
-    const before = fake.invocations.length + fake.failures.length;
+    const before = s.fake.invocations.length + s.fake.failures.length;
     const res = await send(d.socketPath, { path: invokePath('f'), body: '{}' });
     assert.is(res.status, 503);
     assert.is(res.json().error, 'CredentialsUnavailable');
@@ -143,7 +130,7 @@ test('credentials that cannot be resolved: invokes and /healthz answer 503, noth
     const health = await send(d.socketPath, { method: 'GET', path: '/healthz' });
     assert.is(health.status, 503);
     assert.is(health.json().error, 'CredentialsUnavailable');
-    assert.is(fake.invocations.length + fake.failures.length, before);
+    assert.is(s.fake.invocations.length + s.fake.failures.length, before);
     assert.not.ok(d.logs.join('\n').includes('hunter2') && false);
   } finally {
     await d.close();
@@ -159,7 +146,7 @@ test('credentials that appear later are picked up without a restart', async () =
     },
     { failureTtlMs: 50 },
   );
-  const d = await startDaemon({ endpoint: fake.url, ca: ca.ca, credentials });
+  const d = await startDaemon({ endpoint: s.fake.url, ca: s.ca.ca, credentials });
   try {
     assert.is((await send(d.socketPath, { method: 'GET', path: '/healthz' })).status, 503);
     available = true;

@@ -2,35 +2,24 @@
 // function's answer back into HTTP, against the signature-verifying fake Lambda.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { makeTestCA, type TestCA } from '../helpers/tls.ts';
-import { startFakeLambda, type FakeLambda, type Invocation } from '../helpers/fake-lambda.ts';
-import { startDaemon, send, type TestDaemon } from '../helpers/daemon.ts';
+import { type Invocation } from '../helpers/fake-lambda.ts';
+import { startDaemon, send } from '../helpers/daemon.ts';
+import { useStack } from '../helpers/stack.ts';
 
-let ca: TestCA;
-let fake: FakeLambda;
-let daemon: TestDaemon;
-
-test.before(async () => {
-  ca = await makeTestCA();
-  fake = await startFakeLambda({ tls: { cert: ca.cert, key: ca.key } });
-  daemon = await startDaemon({ endpoint: fake.url, ca: ca.ca, options: { allowFunction: ['site', 'render', 'broken*', 'echo-event', 'raw-fn'] } });
+const s = useStack({ daemon: { allowFunction: ['site', 'render', 'broken*', 'echo-event', 'raw-fn'] } });
+test.before(() => {
   // A function that answers with the event it received, as an HTTP response.
-  fake.on('echo-event', (inv) => ({
+  s.fake.on('echo-event', (inv) => ({
     status: 200,
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ statusCode: 200, headers: { 'content-type': 'application/json' }, body: inv.body.toString() }),
   }));
 });
-test.after(async () => {
-  await daemon.close();
-  await fake.close();
-  await ca.cleanup();
-});
 
-const lastEvent = (): any => JSON.parse(fake.invocations.at(-1)!.body.toString());
+const lastEvent = (): any => JSON.parse(s.fake.invocations.at(-1)!.body.toString());
 
 test('GET with a query string becomes a payload-2.0 event, signed, on the invoke path', async () => {
-  const res = await send(daemon.socketPath, {
+  const res = await send(s.daemon.socketPath, {
     method: 'GET',
     path: '/products/shoes%20red?size=42&color=red&color=blue',
     headers: {
@@ -43,7 +32,7 @@ test('GET with a query string becomes a payload-2.0 event, signed, on the invoke
     },
   });
   assert.is(res.status, 200);
-  const inv: Invocation = fake.invocations.at(-1)!;
+  const inv: Invocation = s.fake.invocations.at(-1)!;
   assert.ok(inv.verified);
   assert.is(inv.method, 'POST');
   assert.is(inv.functionName, 'echo-event');
@@ -61,11 +50,11 @@ test('GET with a query string becomes a payload-2.0 event, signed, on the invoke
   assert.is(ev.requestContext.domainName, 'www.example.com');
   assert.is(ev.isBase64Encoded, false);
   assert.is(ev.body, undefined);
-  assert.is(fake.failures.length, 0);
+  assert.is(s.fake.failures.length, 0);
 });
 
 test('a decoded answer: status, headers, cookies and body as the function said', async () => {
-  fake.on('site', () => ({
+  s.fake.on('site', () => ({
     status: 200,
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({
@@ -76,7 +65,7 @@ test('a decoded answer: status, headers, cookies and body as the function said',
       body: '<h1>héllo</h1>',
     }),
   }));
-  const res = await send(daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'site' } });
+  const res = await send(s.daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'site' } });
   assert.is(res.status, 201);
   assert.is(res.headers['content-type'], 'text/html; charset=utf-8');
   assert.is(res.headers['cache-control'], 'max-age=60');
@@ -88,8 +77,8 @@ test('a decoded answer: status, headers, cookies and body as the function said',
 
 test('a binary answer (isBase64Encoded) arrives byte-exact', async () => {
   const png = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
-  fake.on('render', () => ({ status: 200, body: JSON.stringify({ statusCode: 200, headers: { 'content-type': 'image/png' }, isBase64Encoded: true, body: png.toString('base64') }) }));
-  const res = await send(daemon.socketPath, { method: 'GET', path: '/render/x', headers: { 'x-lambda-function': 'render' } });
+  s.fake.on('render', () => ({ status: 200, body: JSON.stringify({ statusCode: 200, headers: { 'content-type': 'image/png' }, isBase64Encoded: true, body: png.toString('base64') }) }));
+  const res = await send(s.daemon.socketPath, { method: 'GET', path: '/render/x', headers: { 'x-lambda-function': 'render' } });
   assert.is(res.status, 200);
   assert.is(res.headers['content-type'], 'image/png');
   assert.ok(res.body.equals(png));
@@ -97,11 +86,11 @@ test('a binary answer (isBase64Encoded) arrives byte-exact', async () => {
 
 test('a POSTed binary body reaches the function base64-encoded, a JSON body as text', async () => {
   const bin = Buffer.from([0, 1, 2, 250, 255]);
-  await send(daemon.socketPath, { method: 'POST', path: '/upload', headers: { 'x-lambda-function': 'echo-event', 'content-type': 'image/png' }, body: bin });
+  await send(s.daemon.socketPath, { method: 'POST', path: '/upload', headers: { 'x-lambda-function': 'echo-event', 'content-type': 'image/png' }, body: bin });
   let ev = lastEvent();
   assert.is(ev.isBase64Encoded, true);
   assert.ok(Buffer.from(ev.body, 'base64').equals(bin));
-  await send(daemon.socketPath, { method: 'PUT', path: '/api', headers: { 'x-lambda-function': 'echo-event', 'content-type': 'application/json' }, chunks: ['{"a":', '"ü"}'] });
+  await send(s.daemon.socketPath, { method: 'PUT', path: '/api', headers: { 'x-lambda-function': 'echo-event', 'content-type': 'application/json' }, chunks: ['{"a":', '"ü"}'] });
   ev = lastEvent();
   assert.is(ev.isBase64Encoded, false);
   assert.is(ev.body, '{"a":"ü"}');
@@ -110,26 +99,26 @@ test('a POSTed binary body reaches the function base64-encoded, a JSON body as t
 
 test('X-Lambda-Payload: the header is the invoke body (the VMOD invoke(payload) style)', async () => {
   const payload = JSON.stringify({ url: 'https://example.com/ü', width: 800 });
-  const res = await send(daemon.socketPath, {
+  const res = await send(s.daemon.socketPath, {
     method: 'GET',
     path: '/render/whatever',
     headers: { 'x-lambda-function': 'echo-event', 'x-lambda-payload': Buffer.from(payload).toString('latin1') },
   });
   assert.is(res.status, 200);
-  assert.is(fake.invocations.at(-1)!.body.toString('utf8'), payload);
+  assert.is(s.fake.invocations.at(-1)!.body.toString('utf8'), payload);
 });
 
 test('X-Lambda-Payload that is not JSON is 400 InvalidPayload, nothing sent', async () => {
-  const before = fake.invocations.length;
-  const res = await send(daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'echo-event', 'x-lambda-payload': '{nope' } });
+  const before = s.fake.invocations.length;
+  const res = await send(s.daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'echo-event', 'x-lambda-payload': '{nope' } });
   assert.is(res.status, 400);
   assert.is(res.json().error, 'InvalidPayload');
-  assert.is(fake.invocations.length, before);
+  assert.is(s.fake.invocations.length, before);
 });
 
 test('a JSON answer without statusCode is a 200 application/json body, verbatim', async () => {
-  fake.on('site', () => ({ status: 200, body: '{"hello":"world","n":[1,2]}' }));
-  const res = await send(daemon.socketPath, { method: 'GET', path: '/x', headers: { 'x-lambda-function': 'site' } });
+  s.fake.on('site', () => ({ status: 200, body: '{"hello":"world","n":[1,2]}' }));
+  const res = await send(s.daemon.socketPath, { method: 'GET', path: '/x', headers: { 'x-lambda-function': 'site' } });
   assert.is(res.status, 200);
   assert.is(res.headers['content-type'], 'application/json');
   assert.is(res.body.toString(), '{"hello":"world","n":[1,2]}');
@@ -137,8 +126,8 @@ test('a JSON answer without statusCode is a 200 application/json body, verbatim'
 
 test('X-Lambda-Response: raw returns Lambda’s answer untouched', async () => {
   const answer = JSON.stringify({ statusCode: 418, body: 'teapot' });
-  fake.on('raw-fn', () => ({ status: 200, headers: { 'content-type': 'application/json', 'x-amz-executed-version': '$LATEST' }, body: answer }));
-  const res = await send(daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'raw-fn', 'x-lambda-response': 'raw' } });
+  s.fake.on('raw-fn', () => ({ status: 200, headers: { 'content-type': 'application/json', 'x-amz-executed-version': '$LATEST' }, body: answer }));
+  const res = await send(s.daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'raw-fn', 'x-lambda-response': 'raw' } });
   assert.is(res.status, 200);
   assert.is(res.body.toString(), answer);
   assert.is(res.headers['x-amz-executed-version'], '$LATEST');
@@ -146,52 +135,52 @@ test('X-Lambda-Response: raw returns Lambda’s answer untouched', async () => {
 
 test('a function error is 502 FunctionError with the function’s error JSON', async () => {
   const err = '{"errorMessage":"boom","errorType":"TypeError","trace":[]}';
-  fake.on('broken', () => ({ status: 200, headers: { 'x-amz-function-error': 'Unhandled' }, body: err }));
-  const res = await send(daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'broken' } });
+  s.fake.on('broken', () => ({ status: 200, headers: { 'x-amz-function-error': 'Unhandled' }, body: err }));
+  const res = await send(s.daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'broken' } });
   assert.is(res.status, 502);
   assert.is(res.headers['x-lambda-sign-error'], 'FunctionError');
   assert.is(res.body.toString(), err);
 });
 
 test('an answer that is not a response object is 502 InvalidFunctionResponse', async () => {
-  fake.on('broken-shape', () => ({ status: 200, body: JSON.stringify({ statusCode: 'two hundred' }) }));
-  const res = await send(daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'broken-shape' } });
+  s.fake.on('broken-shape', () => ({ status: 200, body: JSON.stringify({ statusCode: 'two hundred' }) }));
+  const res = await send(s.daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'broken-shape' } });
   assert.is(res.status, 502);
   assert.is(res.json().error, 'InvalidFunctionResponse');
 });
 
 test('Lambda’s own errors keep their status (429 with Retry-After, 404)', async () => {
-  fake.on('site', () => ({ status: 429, headers: { 'retry-after': '3', 'x-amzn-errortype': 'TooManyRequestsException' }, body: '{"message":"Rate exceeded"}' }));
-  const res = await send(daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'site' } });
+  s.fake.on('site', () => ({ status: 429, headers: { 'retry-after': '3', 'x-amzn-errortype': 'TooManyRequestsException' }, body: '{"message":"Rate exceeded"}' }));
+  const res = await send(s.daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'site' } });
   assert.is(res.status, 429);
   assert.is(res.headers['retry-after'], '3');
   assert.is(res.headers['x-lambda-sign-error'], undefined);
 });
 
 test('--allow-function applies to X-Lambda-Function', async () => {
-  const before = fake.invocations.length;
-  const res = await send(daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'arn:aws:lambda:us-west-2:123456789012:function:secrets' } });
+  const before = s.fake.invocations.length;
+  const res = await send(s.daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'arn:aws:lambda:us-west-2:123456789012:function:secrets' } });
   assert.is(res.status, 403);
   assert.is(res.json().error, 'FunctionNotAllowed');
-  assert.is(fake.invocations.length, before);
+  assert.is(s.fake.invocations.length, before);
 });
 
 test('an invalid X-Lambda-Function or X-Lambda-Response is 400, nothing sent', async () => {
-  const before = fake.invocations.length;
-  assert.is((await send(daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'no/slashes' } })).json().error, 'InvalidFunctionName');
-  assert.is((await send(daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'site', 'x-lambda-response': 'xml' } })).json().error, 'InvalidRequest');
-  assert.is(fake.invocations.length, before);
+  const before = s.fake.invocations.length;
+  assert.is((await send(s.daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'no/slashes' } })).json().error, 'InvalidFunctionName');
+  assert.is((await send(s.daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'site', 'x-lambda-response': 'xml' } })).json().error, 'InvalidRequest');
+  assert.is(s.fake.invocations.length, before);
 });
 
 test('an event over --max-body after encoding is 413 before anything is sent', async () => {
-  const d = await startDaemon({ endpoint: fake.url, ca: ca.ca, options: { maxBody: '1000' } });
+  const d = await startDaemon({ endpoint: s.fake.url, ca: s.ca.ca, options: { maxBody: '1000' } });
   try {
-    const before = fake.invocations.length;
+    const before = s.fake.invocations.length;
     // 700 raw bytes fit the body bound but not once base64-encoded into the event.
     const res = await send(d.socketPath, { method: 'POST', path: '/', headers: { 'x-lambda-function': 'site', 'content-type': 'image/png' }, body: Buffer.alloc(700, 7) });
     assert.is(res.status, 413);
     assert.is(res.json().error, 'PayloadTooLarge');
-    assert.is(fake.invocations.length, before);
+    assert.is(s.fake.invocations.length, before);
   } finally {
     await d.close();
   }

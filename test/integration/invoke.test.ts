@@ -2,25 +2,11 @@
 // signature with an implementation independent of smithy (test/helpers/sigv4-verify.ts).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { makeTestCA, type TestCA } from '../helpers/tls.ts';
-import { startFakeLambda, type FakeLambda } from '../helpers/fake-lambda.ts';
-import { startDaemon, send, invokePath, type TestDaemon } from '../helpers/daemon.ts';
+import { startDaemon, send, invokePath } from '../helpers/daemon.ts';
+import { useStack } from '../helpers/stack.ts';
 import { staticCredentials } from '../../src/credentials.ts';
 
-let ca: TestCA;
-let fake: FakeLambda;
-let daemon: TestDaemon;
-
-test.before(async () => {
-  ca = await makeTestCA();
-  fake = await startFakeLambda({ tls: { cert: ca.cert, key: ca.key } });
-  daemon = await startDaemon({ endpoint: fake.url, ca: ca.ca });
-});
-test.after(async () => {
-  await daemon.close();
-  await fake.close();
-  await ca.cleanup();
-});
+const s = useStack();
 
 const ARN = 'arn:aws:lambda:us-west-2:123456789012:function:my-fn';
 const FORMS: [sent: string, expectedId: string][] = [
@@ -38,21 +24,21 @@ const FORMS: [sent: string, expectedId: string][] = [
 for (const [sent, id] of FORMS) {
   for (const qualifier of [undefined, 'v7', '$LATEST']) {
     test(`invokes ${sent} (Qualifier ${qualifier ?? 'none'}) with a valid signature`, async () => {
-      const before = fake.invocations.length;
+      const before = s.fake.invocations.length;
       const body = JSON.stringify({ hello: sent });
-      const res = await send(daemon.socketPath, {
+      const res = await send(s.daemon.socketPath, {
         path: invokePath(sent, qualifier),
         headers: { 'content-type': 'application/json' },
         body,
       });
       assert.is(res.status, 200, res.body.toString());
-      assert.is(fake.failures.length, 0, fake.failures.map((f) => f.reason).join('; '));
-      const inv = fake.invocations[before]!;
+      assert.is(s.fake.failures.length, 0, s.fake.failures.map((f) => f.reason).join('; '));
+      const inv = s.fake.invocations[before]!;
       assert.ok(inv.verified);
       assert.is(inv.functionName, id);
       assert.is(inv.qualifier, qualifier);
       assert.is(inv.body.toString(), body);
-      assert.is(inv.authority, new URL(fake.url).host, ':authority is the signed host');
+      assert.is(inv.authority, new URL(s.fake.url).host, ':authority is the signed host');
       const echoed = res.json();
       assert.is(echoed.bodyLength, Buffer.byteLength(body));
     });
@@ -60,20 +46,20 @@ for (const [sent, id] of FORMS) {
 }
 
 test('a raw colon and %3A reach Lambda identically', async () => {
-  const before = fake.invocations.length;
+  const before = s.fake.invocations.length;
   const raw = `/2015-03-31/functions/${ARN}/invocations`;
   const encoded = `/2015-03-31/functions/${ARN.replace(/:/g, '%3A')}/invocations`;
   const lower = `/2015-03-31/functions/${ARN.replace(/:/g, '%3a')}/invocations`;
-  for (const path of [raw, encoded, lower]) assert.is((await send(daemon.socketPath, { path, body: '{}' })).status, 200);
-  const paths = fake.invocations.slice(before).map((i) => i.path);
+  for (const path of [raw, encoded, lower]) assert.is((await send(s.daemon.socketPath, { path, body: '{}' })).status, 200);
+  const paths = s.fake.invocations.slice(before).map((i) => i.path);
   assert.equal(paths, [paths[0], paths[0], paths[0]]);
   assert.ok(paths[0]!.includes('%3A'), paths[0]);
-  assert.is(fake.failures.length, 0);
+  assert.is(s.fake.failures.length, 0);
 });
 
 test('client headers outside the allowlist never reach Lambda', async () => {
-  const before = fake.invocations.length;
-  const res = await send(daemon.socketPath, {
+  const before = s.fake.invocations.length;
+  const res = await send(s.daemon.socketPath, {
     path: invokePath('my-fn'),
     headers: {
       'content-type': 'application/json',
@@ -92,7 +78,7 @@ test('client headers outside the allowlist never reach Lambda', async () => {
     body: '{}',
   });
   assert.is(res.status, 200);
-  const got = fake.invocations[before]!.headers;
+  const got = s.fake.invocations[before]!.headers;
   for (const h of ['x-amz-security-token', 'x-forwarded-for', 'x-varnish', 'via', 'cookie', 'x-custom']) {
     assert.is(got[h], undefined, `${h} was forwarded`);
   }
@@ -102,24 +88,24 @@ test('client headers outside the allowlist never reach Lambda', async () => {
   assert.is(got['x-amz-log-type'], 'Tail');
   assert.is(got['x-amz-client-context'], 'eyJhIjoxfQ==');
   assert.is(got['content-type'], 'application/json');
-  assert.is(fake.failures.length, 0);
+  assert.is(s.fake.failures.length, 0);
 });
 
 test('temporary credentials: the session token is sent and signed', async () => {
-  fake.keys.set('ASIATEMP', { secretAccessKey: 'temp-secret', sessionToken: 'the-session-token' });
+  s.fake.keys.set('ASIATEMP', { secretAccessKey: 'temp-secret', sessionToken: 'the-session-token' });
   const d = await startDaemon({
-    endpoint: fake.url,
-    ca: ca.ca,
+    endpoint: s.fake.url,
+    ca: s.ca.ca,
     credentials: staticCredentials({ accessKeyId: 'ASIATEMP', secretAccessKey: 'temp-secret', sessionToken: 'the-session-token' }),
   });
   try {
-    const before = fake.invocations.length;
+    const before = s.fake.invocations.length;
     const res = await send(d.socketPath, { path: invokePath(ARN, 'prod'), body: 'x' });
     assert.is(res.status, 200);
-    const inv = fake.invocations[before]!;
+    const inv = s.fake.invocations[before]!;
     assert.ok(inv.verified);
     assert.is(inv.headers['x-amz-security-token'], 'the-session-token');
-    assert.is(fake.failures.length, 0);
+    assert.is(s.fake.failures.length, 0);
   } finally {
     await d.close();
   }
@@ -127,29 +113,29 @@ test('temporary credentials: the session token is sent and signed', async () => 
 
 test('wrong credentials are refused by the verifier (the check can fail)', async () => {
   const d = await startDaemon({
-    endpoint: fake.url,
-    ca: ca.ca,
+    endpoint: s.fake.url,
+    ca: s.ca.ca,
     credentials: staticCredentials({ accessKeyId: 'AKIDTEST', secretAccessKey: 'not-the-secret' }),
   });
   try {
-    const failures = fake.failures.length;
+    const failures = s.fake.failures.length;
     const res = await send(d.socketPath, { path: invokePath('my-fn'), body: '{}' });
     assert.is(res.status, 403);
-    assert.is(fake.failures.length, failures + 1);
+    assert.is(s.fake.failures.length, failures + 1);
     // Lambda's own error passes through untouched; it is not the daemon's.
     assert.is(res.headers['x-lambda-sign-error'], undefined);
   } finally {
-    fake.failures.length = 0;
+    s.fake.failures.length = 0;
     await d.close();
   }
 });
 
 test('GET /healthz answers 200 without calling Lambda', async () => {
-  const before = fake.invocations.length + fake.failures.length;
-  const res = await send(daemon.socketPath, { method: 'GET', path: '/healthz' });
+  const before = s.fake.invocations.length + s.fake.failures.length;
+  const res = await send(s.daemon.socketPath, { method: 'GET', path: '/healthz' });
   assert.is(res.status, 200);
   assert.is(res.json().status, 'ok');
-  assert.is(fake.invocations.length + fake.failures.length, before);
+  assert.is(s.fake.invocations.length + s.fake.failures.length, before);
 });
 
 const REJECTS: [method: string, path: string, status: number, code: string][] = [
@@ -165,20 +151,20 @@ const REJECTS: [method: string, path: string, status: number, code: string][] = 
 ];
 for (const [method, path, status, code] of REJECTS) {
   test(`${method} ${path} → ${status} ${code}, Lambda not called`, async () => {
-    const before = fake.invocations.length + fake.failures.length;
-    const res = await send(daemon.socketPath, { method, path, body: method === 'POST' ? '{}' : undefined });
+    const before = s.fake.invocations.length + s.fake.failures.length;
+    const res = await send(s.daemon.socketPath, { method, path, body: method === 'POST' ? '{}' : undefined });
     assert.is(res.status, status);
     assert.is(res.headers['x-lambda-sign-error'], code);
     assert.is(res.headers['content-type'], 'application/json');
     assert.is(res.json().error, code);
-    assert.is(fake.invocations.length + fake.failures.length, before);
+    assert.is(s.fake.invocations.length + s.fake.failures.length, before);
   });
 }
 
 test('--allow-function: a glob on the bare name, whatever form was sent', async () => {
-  const d = await startDaemon({ endpoint: fake.url, ca: ca.ca, options: { allowFunction: ['image-*', 'render'] } });
+  const d = await startDaemon({ endpoint: s.fake.url, ca: s.ca.ca, options: { allowFunction: ['image-*', 'render'] } });
   try {
-    const before = fake.invocations.length;
+    const before = s.fake.invocations.length;
     const ok = ['image-resize', `arn:aws:lambda:us-west-2:123456789012:function:image-crop:live`, 'render:1'];
     for (const fn of ok) assert.is((await send(d.socketPath, { path: invokePath(fn), body: '{}' })).status, 200, fn);
     const no = ['renderer', 'my-fn', `arn:aws:lambda:us-west-2:123456789012:function:secret-fn`, '123456789012:function:imag-x'];
@@ -187,7 +173,7 @@ test('--allow-function: a glob on the bare name, whatever form was sent', async 
       assert.is(res.status, 403, fn);
       assert.is(res.json().error, 'FunctionNotAllowed');
     }
-    assert.is(fake.invocations.length, before + ok.length);
+    assert.is(s.fake.invocations.length, before + ok.length);
   } finally {
     await d.close();
   }

@@ -1,24 +1,11 @@
 // Lambda's answers, whatever their status, reach Varnish with their headers and body.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { makeTestCA, type TestCA } from '../helpers/tls.ts';
-import { startFakeLambda, type FakeLambda, type FakeAnswer } from '../helpers/fake-lambda.ts';
-import { startDaemon, send, invokePath, type TestDaemon } from '../helpers/daemon.ts';
+import { type FakeAnswer } from '../helpers/fake-lambda.ts';
+import { startDaemon, send, invokePath } from '../helpers/daemon.ts';
+import { useStack } from '../helpers/stack.ts';
 
-let ca: TestCA;
-let fake: FakeLambda;
-let daemon: TestDaemon;
-
-test.before(async () => {
-  ca = await makeTestCA();
-  fake = await startFakeLambda({ tls: { cert: ca.cert, key: ca.key } });
-  daemon = await startDaemon({ endpoint: fake.url, ca: ca.ca });
-});
-test.after(async () => {
-  await daemon.close();
-  await fake.close();
-  await ca.cleanup();
-});
+const s = useStack();
 
 const CASES: [name: string, answer: FakeAnswer][] = [
   ['200 with X-Amz-Function-Error', { status: 200, headers: { 'content-type': 'application/json', 'x-amz-function-error': 'Unhandled', 'x-amz-executed-version': '$LATEST' }, body: '{"errorMessage":"boom","errorType":"Error"}' }],
@@ -35,8 +22,8 @@ const CASES: [name: string, answer: FakeAnswer][] = [
 
 for (const [name, answer] of CASES) {
   test(`passes through ${name}`, async () => {
-    fake.on('pass', () => answer);
-    const res = await send(daemon.socketPath, { path: invokePath('pass'), body: '{}' });
+    s.fake.on('pass', () => answer);
+    const res = await send(s.daemon.socketPath, { path: invokePath('pass'), body: '{}' });
     assert.is(res.status, answer.status);
     for (const [h, v] of Object.entries(answer.headers ?? {})) assert.equal(res.headers[h], v, h);
     const expected = answer.chunks !== undefined ? Buffer.concat(answer.chunks.map((c) => Buffer.from(c))) : Buffer.from(answer.body ?? '');
