@@ -2,6 +2,7 @@
 // Function URL (API Gateway HTTP API, payload format 2.0) would deliver, so existing
 // handlers (serverless-http, Mangum, aws-lambda-web-adapter…) work unchanged.
 import { randomUUID } from 'node:crypto';
+import { connectionListed, HOP_BY_HOP } from './headers.js';
 
 export interface GatewayRequest {
   readonly method: string;
@@ -13,9 +14,9 @@ export interface GatewayRequest {
   readonly body: Buffer;
 }
 
-// Never shown to the function: our control headers and per-connection fields
-// (RFC 9110 §7.6.1). Cookies travel in `cookies`, as payload 2.0 specifies.
-const EXCLUDED = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'cookie']);
+// Never shown to the function: our X-Lambda-* control headers and per-connection fields
+// (RFC 9110 §7.6.1, including those a Connection field names). Cookies travel in
+// `cookies`, as payload 2.0 specifies.
 
 // Bodies of these types are passed as text (when valid UTF-8); anything else as base64.
 const TEXT_TYPE =
@@ -33,7 +34,8 @@ export function gatewayTime(ms: number): string {
   );
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading byte-order mark is part of the body the client sent.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export function isTextBody(contentType: string | undefined, body: Buffer): string | undefined {
   if (contentType === undefined || !TEXT_TYPE.test(contentType)) return undefined;
@@ -44,20 +46,29 @@ export function isTextBody(contentType: string | undefined, body: Buffer): strin
   }
 }
 
-export function buildEvent(req: GatewayRequest, now = Date.now(), requestId = randomUUID()): Record<string, unknown> {
+export function buildEvent(req: GatewayRequest, now: number = Date.now(), requestId: string = randomUUID()): Record<string, unknown> {
   const q = req.url.indexOf('?');
   const rawPath = q === -1 ? req.url : req.url.slice(0, q);
   const rawQueryString = q === -1 ? '' : req.url.slice(q + 1);
 
-  const headers: Record<string, string> = {};
+  // Null-prototype maps: client-chosen names such as __proto__ or constructor are
+  // ordinary keys here.
+  const headers: Record<string, string> = Object.create(null);
   const cookies: string[] = [];
+  let named: Set<string> | undefined;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    if (req.rawHeaders[i]!.toLowerCase() === 'connection') {
+      for (const n of connectionListed(req.rawHeaders[i + 1]) ?? []) (named ??= new Set()).add(n);
+    }
+  }
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i]!.toLowerCase();
     const value = req.rawHeaders[i + 1]!;
     if (name === 'cookie') {
       for (const c of value.split(';')) if (c.trim() !== '') cookies.push(c.trim());
+      continue;
     }
-    if (EXCLUDED.has(name) || name.startsWith('x-lambda-')) continue;
+    if (HOP_BY_HOP.has(name) || named?.has(name) || name.startsWith('x-lambda-')) continue;
     headers[name] = headers[name] === undefined ? value : `${headers[name]},${value}`;
   }
 
@@ -70,7 +81,7 @@ export function buildEvent(req: GatewayRequest, now = Date.now(), requestId = ra
   if (cookies.length > 0) event.cookies = cookies;
   event.headers = headers;
   if (rawQueryString !== '') {
-    const params: Record<string, string> = {};
+    const params: Record<string, string> = Object.create(null);
     for (const [k, v] of new URLSearchParams(rawQueryString)) params[k] = params[k] === undefined ? v : `${params[k]},${v}`;
     event.queryStringParameters = params;
   }

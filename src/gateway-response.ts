@@ -2,6 +2,7 @@
 // function described, as a Function URL would return it.
 import type { OutgoingHttpHeaders } from 'node:http';
 import { FunctionError, InvalidFunctionResponseError } from './errors.js';
+import { HOP_BY_HOP } from './headers.js';
 
 export interface DecodedResponse {
   status: number;
@@ -10,7 +11,10 @@ export interface DecodedResponse {
 }
 
 // Framing is ours to decide; a function cannot set per-connection fields (RFC 9110 §7.6.1).
-const FORBIDDEN = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length']);
+const isForbidden = (name: string): boolean => name === 'content-length' || HOP_BY_HOP.has(name);
+// RFC 9110 §5.5: field values are visible ASCII, space, tab and obs-text; no controls.
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
+const BEYOND_LATIN1 = /[^\x00-\xff]/;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
@@ -33,16 +37,19 @@ export function decodeResponse(payload: Buffer, functionError: string | undefine
   }
   const r = parsed as Record<string, unknown>;
   const status = r.statusCode;
-  if (typeof status !== 'number' || !Number.isInteger(status) || status < 100 || status > 599) {
-    throw new InvalidFunctionResponseError('statusCode must be an integer from 100 to 599');
+  // 1xx are interim responses (RFC 9110 §15.2): Varnish would wait for a final one forever.
+  if (typeof status !== 'number' || !Number.isInteger(status) || status < 200 || status > 599) {
+    throw new InvalidFunctionResponseError('statusCode must be an integer from 200 to 599');
   }
-  const headers: OutgoingHttpHeaders = {};
+  const headers: OutgoingHttpHeaders = Object.create(null);
   const add = (name: string, value: unknown): void => {
     const key = name.toLowerCase();
     if (!TOKEN.test(key)) throw new InvalidFunctionResponseError(`invalid header name ${JSON.stringify(name)}`);
-    if (FORBIDDEN.has(key)) return;
-    const text = typeof value === 'string' ? value : typeof value === 'number' || typeof value === 'boolean' ? String(value) : undefined;
-    if (text === undefined || /[\r\n\0]/.test(text)) throw new InvalidFunctionResponseError(`invalid value for header ${name}`);
+    if (isForbidden(key)) return;
+    let text = typeof value === 'string' ? value : typeof value === 'number' || typeof value === 'boolean' ? String(value) : undefined;
+    if (text === undefined || CONTROL.test(text)) throw new InvalidFunctionResponseError(`invalid value for header ${name}`);
+    // Node sends header strings as Latin-1; send UTF-8 text as its UTF-8 bytes instead of failing.
+    if (BEYOND_LATIN1.test(text)) text = Buffer.from(text, 'utf8').toString('latin1');
     const prev = headers[key];
     headers[key] = prev === undefined ? text : key === 'set-cookie' ? [...(Array.isArray(prev) ? prev : [String(prev)]), text] : `${prev},${text}`;
   };
@@ -74,8 +81,9 @@ export function decodeResponse(payload: Buffer, functionError: string | undefine
     if (compact.length % 4 === 1 || !BASE64.test(compact)) throw new InvalidFunctionResponseError('body is not valid base64');
     body = Buffer.from(compact, 'base64');
   } else body = Buffer.from(r.body, 'utf8');
-  if (r.isBase64Encoded !== undefined && typeof r.isBase64Encoded !== 'boolean') {
+  if (r.isBase64Encoded !== undefined && r.isBase64Encoded !== null && typeof r.isBase64Encoded !== 'boolean') {
     throw new InvalidFunctionResponseError('isBase64Encoded must be a boolean');
   }
-  return { status, headers: { ...headers, ...extra }, body };
+  Object.assign(headers, extra);
+  return { status, headers, body };
 }

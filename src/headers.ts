@@ -17,7 +17,7 @@ export function outboundHeaders(inbound: IncomingHttpHeaders): Record<string, st
 
 // RFC 9110 §7.6.1 connection-specific fields, plus the obsolete ones proxies still send.
 // content-length is end-to-end and kept: Varnish can then skip chunked framing.
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -34,11 +34,15 @@ const HOP_BY_HOP = new Set([
  * Lambda's answer as Varnish should see it: pseudo-headers (RFC 9113 §8.3) and
  * hop-by-hop fields removed, including any named by Connection (HTTP/1.1 upstreams).
  */
+/** Header names a Connection field lists: hop-by-hop for this one message. */
+export function connectionListed(value: unknown): Set<string> | undefined {
+  if (typeof value !== 'string') return undefined;
+  return new Set(value.toLowerCase().split(',').map((v) => v.trim()).filter((v) => v !== ''));
+}
+
 export function responseHeaders(upstream: IncomingHttpHeaders | Record<string, unknown>): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
-  const connection = upstream['connection'];
-  const named =
-    typeof connection === 'string' ? new Set(connection.toLowerCase().split(',').map((s) => s.trim())) : undefined;
+  const named = connectionListed(upstream['connection']);
   for (const name in upstream) {
     if (name.charCodeAt(0) === 58 /* ':' */ || HOP_BY_HOP.has(name) || named?.has(name)) continue;
     const value = upstream[name];

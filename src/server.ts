@@ -205,9 +205,12 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     const requestId = h['x-amzn-requestid'];
     const decoded = decodeResponse(answer, typeof fnError === 'string' ? fnError : undefined, typeof requestId === 'string' ? requestId : undefined);
     entry.status = decoded.status;
-    entry.bytesOut = decoded.body.length;
-    res.writeHead(decoded.status, { ...decoded.headers, 'content-length': decoded.body.length });
-    res.end(decoded.body);
+    // RFC 9110 §6.4.1: 204 and 304 carry no content, and 204 no Content-Length either.
+    const bodyless = decoded.status === 204 || decoded.status === 304;
+    entry.bytesOut = bodyless ? 0 : decoded.body.length;
+    if (!bodyless) decoded.headers['content-length'] = decoded.body.length;
+    res.writeHead(decoded.status, decoded.headers);
+    res.end(bodyless ? undefined : decoded.body);
   }
 
   /** Counts an invocation against --max-inflight and gives it a buffer account. */
