@@ -53,7 +53,7 @@ function listening(server: Server, opts: net.ListenOptions): Promise<void> {
 }
 
 /** A socket file nobody accepts on is left from a crash: remove it. A live one is an error. */
-async function removeStale(path: string): Promise<void> {
+export async function removeStale(path: string): Promise<void> {
   let st: fs.Stats;
   try {
     st = fs.lstatSync(path);

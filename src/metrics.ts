@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import client from 'prom-client';
+import { removeStale } from './listen.js';
 
 export interface Metrics {
   readonly registry: client.Registry;
@@ -119,13 +120,7 @@ export async function serveMetrics(metrics: Metrics, target: { host: string; por
       () => res.writeHead(500).end(),
     );
   });
-  if ('path' in target) {
-    try {
-      if (fs.lstatSync(target.path).isSocket()) fs.unlinkSync(target.path);
-    } catch {
-      // nothing there
-    }
-  }
+  if ('path' in target) await removeStale(target.path);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen('path' in target ? { path: target.path } : { host: target.host, port: target.port }, () => resolve());

@@ -75,6 +75,7 @@ interface Exchange {
 // AWS SDKs adopt the server's clock when a signature is refused and the clocks are at
 // least this far apart (the same 5 minutes SigV4 allows).
 const SKEW_LIMIT_MS = 5 * 60_000;
+const PROBE_TIMEOUT_MS = 3000;
 
 // Lambda caps synchronous answers at 6 MB; a decoded answer is held in memory, so bound it.
 const MAX_DECODED_ANSWER = 8 << 20;
@@ -109,7 +110,8 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
         id: req.headers['x-varnish'],
         method: req.method,
         ...fields,
-        status: entry.status ?? res.statusCode,
+        // 499, as nginx logs it: the client closed the connection before any answer.
+        status: entry.status ?? (res.headersSent ? res.statusCode : 499),
         ms: Math.round((performance.now() - started) * 10) / 10,
         complete: res.writableFinished,
       };
@@ -231,6 +233,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     body: Buffer,
     res: ServerResponse | undefined,
     entry: RequestLog,
+    timeoutMs = config.timeoutMs,
   ): Promise<Exchange> {
     const target = invokeTarget(fn, qualifier);
     headers.host = config.signingHost;
@@ -248,8 +251,8 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     const abort = new AbortController();
     const started = performance.now();
     const timer = setTimeout(
-      () => abort.abort(new UpstreamTimeoutError(`no complete answer from Lambda within ${config.timeoutMs / 1000} s`)),
-      config.timeoutMs,
+      () => abort.abort(new UpstreamTimeoutError(`no complete answer from Lambda within ${timeoutMs / 1000} s`)),
+      timeoutMs,
     );
     const onClose = (): void => {
       clearTimeout(timer);
@@ -300,7 +303,9 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
 
   /** The probe: a DryRun invocation, 204 when Lambda would run the function. */
   async function dryRun(fn: FunctionRef): Promise<void> {
-    const ex = await invoke(fn, undefined, { 'x-amz-invocation-type': 'DryRun', 'content-type': 'application/json' }, Buffer.from('{}'), undefined, {});
+    // A probe answers in seconds or not at all; never hold /healthz for --timeout.
+    const headers = { 'x-amz-invocation-type': 'DryRun', 'content-type': 'application/json' };
+    const ex = await invoke(fn, undefined, headers, Buffer.from('{}'), undefined, {}, Math.min(config.timeoutMs, PROBE_TIMEOUT_MS));
     ex.up.body.resume();
     ex.done();
     if (ex.up.status !== 204 && ex.up.status !== 200) {
@@ -311,10 +316,8 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
 
   function streamBack(ex: Exchange, res: ServerResponse, entry: RequestLog): void {
     res.writeHead(ex.up.status, responseHeaders(ex.up.headers));
-    if (metrics !== undefined) {
-      entry.bytesOut = 0;
-      ex.up.body.on('data', (chunk: Buffer) => (entry.bytesOut! += chunk.length));
-    }
+    entry.bytesOut = 0;
+    ex.up.body.on('data', (chunk: Buffer) => (entry.bytesOut! += chunk.length));
     pipeline(ex.up.body, res, (err) => {
       ex.done();
       if (err !== undefined && err !== null) {
@@ -344,6 +347,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     entry.status = out.status;
     // A body we did not read to the end leaves the connection unusable.
     if (!req.complete) res.shouldKeepAlive = false;
+    entry.bytesOut = out.body.length;
     res.writeHead(out.status, out.headers);
     res.end(out.body);
     if (e instanceof BodyTooLargeError && !e.drained) res.once('finish', () => req.socket.destroySoon());

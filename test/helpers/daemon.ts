@@ -8,6 +8,7 @@ import { buildConfig, type RawOptions } from '../../src/config.ts';
 import { staticCredentials, type CredentialSource } from '../../src/credentials.ts';
 import { listen } from '../../src/listen.ts';
 import { createLogger } from '../../src/log.ts';
+import type { Metrics } from '../../src/metrics.ts';
 import { createServer, type LambdaSignServer } from '../../src/server.ts';
 import { createSigner } from '../../src/signer.ts';
 import { createUpstream, type Upstream, type RetryReason } from '../../src/upstream.ts';
@@ -28,6 +29,7 @@ export async function startDaemon(opts: {
   ca?: string;
   options?: RawOptions;
   credentials?: CredentialSource;
+  metrics?: Metrics;
 }): Promise<TestDaemon> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lambda-sign-'));
   const socketPath = path.join(dir, 'd.sock');
@@ -50,7 +52,7 @@ export async function startDaemon(opts: {
     onRetry: (r) => retries.push(r),
   });
   const signer = createSigner({ region: config.region, credentials });
-  const server = createServer({ config, signer, upstream, credentials, log });
+  const server = createServer({ config, signer, upstream, credentials, log, metrics: opts.metrics });
   const listening = await listen(server.http, config);
   return {
     socketPath,
