@@ -125,7 +125,29 @@ async function main(): Promise<void> {
     }
   }
 
-  let listening;
+  // Handlers go in before listening, so a SIGTERM right after start-up still drains and
+  // removes the socket instead of killing node outright.
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now');
+      log.flush();
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal, inflight: server.inflight }, 'draining');
+    await server.drain(config.drainTimeoutMs);
+    await upstream.close(2000);
+    await metricsListener?.close();
+    listening?.cleanup();
+    log.info('stopped');
+    log.flush();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+
+  let listening: Awaited<ReturnType<typeof listen>> | undefined;
   try {
     listening = await listen(server.http, config);
   } catch (err) {
@@ -156,25 +178,6 @@ async function main(): Promise<void> {
     (err) => log.warn({ err }, 'credentials unavailable; invocations answer 503 until they resolve'),
   );
 
-  let stopping = false;
-  const stop = async (signal: string): Promise<void> => {
-    if (stopping) {
-      log.warn({ signal }, 'second signal: exiting now');
-      log.flush();
-      process.exit(1);
-    }
-    stopping = true;
-    log.info({ signal, inflight: server.inflight }, 'draining');
-    await server.drain(config.drainTimeoutMs);
-    await upstream.close(2000);
-    await metricsListener?.close();
-    listening.cleanup();
-    log.info('stopped');
-    log.flush();
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
 }
 
 main().catch((err) => {

@@ -4,6 +4,7 @@
 // Every request lands in `invocations` (signature good) or `failures` (signature bad), never
 // both. `url` and `origin` are the same string, https://127.0.0.1:PORT, for --endpoint:
 // 127.0.0.1 rather than localhost so the client never tries ::1 first.
+import { setMaxListeners } from 'node:events';
 import http2, { constants as h2 } from 'node:http2';
 import https from 'node:https';
 import type { Socket } from 'node:net';
@@ -84,6 +85,8 @@ export async function startFakeLambda(opts: FakeLambdaOptions): Promise<FakeLamb
   const handlers = new Map<string, Handler>();
   let fallback: Handler = echo;
   const closing = new AbortController();
+  // Every delayed answer listens on it; thousands may be pending in the load tests.
+  setMaxListeners(0, closing.signal);
   const sockets = new Set<Socket>();
   const h2sessions = new Set<http2.ServerHttp2Session>();
   // Responses finished per session (or HTTP/1.1 socket), for goawayEvery.

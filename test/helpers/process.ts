@@ -54,7 +54,8 @@ export function spawnDaemon(args: string[], env: Record<string, string>, opts: {
       while ((i = buf.indexOf('\n')) !== -1) (onLine(buf.slice(0, i)), (buf = buf.slice(i + 1)));
     });
   }
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  // 'close', not 'exit': by then stdout and stderr are read to the end.
+  const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
   return {
     child,
     dir,
