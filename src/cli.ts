@@ -9,6 +9,7 @@ import { listen } from './listen.js';
 import { createLogger, errorSummary } from './log.js';
 import { createMetrics, serveMetrics, type MetricsListener } from './metrics.js';
 import { createServer } from './server.js';
+import { createFastSigner } from './fast-signer.js';
 import { createSigner } from './signer.js';
 import { createUpstream } from './upstream.js';
 
@@ -37,6 +38,11 @@ function program(): Command {
     .option('--max-buffered <bytes>', 'bytes held in request and answer buffers before 503 Overloaded', DEFAULTS.maxBuffered)
     .option('--probe-function <name>', 'make /healthz also check this function with a DryRun invocation, cached 5 s (default: off, /healthz stays local)')
     .option('--metrics <host:port|path>', 'serve Prometheus metrics at GET /metrics on this TCP address or Unix socket (default: off)')
+    .addOption(
+      new Option('--signer <kind>', 'SigV4 implementation: fast (proven identical to smithy) or smithy for every request')
+        .choices(['fast', 'smithy'])
+        .default(DEFAULTS.signer),
+    )
     .option('--profile <name>', 'AWS shared-config profile for credentials (env AWS_PROFILE)')
     .option('--ca-file <path>', 'extra PEM certificates to trust for the endpoint (also: NODE_EXTRA_CA_CERTS)')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
@@ -103,7 +109,7 @@ async function main(): Promise<void> {
       if (ok) resolvedOnce = true;
     },
   });
-  const signer = createSigner({ region: config.region, credentials });
+  const signer = (config.signer === 'smithy' ? createSigner : createFastSigner)({ region: config.region, credentials });
   const upstream = createUpstream({
     endpoint: config.endpoint,
     ca,

@@ -33,6 +33,8 @@ export interface Config {
   /** A function /healthz checks with a DryRun invocation. */
   readonly probeFunction?: string;
   readonly metrics?: { host: string; port: number } | { path: string };
+  /** The SigV4 implementation: the specialised fast path, or @smithy/signature-v4 for every request. */
+  readonly signer: 'fast' | 'smithy';
 }
 
 /** What commander hands over: strings, as typed. */
@@ -52,6 +54,7 @@ export interface RawOptions {
   maxBuffered?: string;
   probeFunction?: string;
   metrics?: string;
+  signer?: string;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -65,6 +68,7 @@ export const DEFAULTS = Object.freeze({
   logLevel: 'info',
   maxInflight: '4096',
   maxBuffered: String(1 << 30), // 1 GiB of request and decoded-answer buffers
+  signer: 'fast',
 });
 
 const REGION_RE = /^[a-z]{2,4}(?:-[a-z]+)+-\d{1,2}$/;
@@ -125,7 +129,13 @@ export function buildConfig(raw: RawOptions, env: Env = {}, listenFd?: number): 
     maxBuffered: integer('--max-buffered', raw.maxBuffered ?? DEFAULTS.maxBuffered, 1, 2 ** 40),
     probeFunction: probeFunction(raw.probeFunction),
     metrics: raw.metrics === undefined ? undefined : metricsTarget(raw.metrics),
+    signer: signerKind(raw.signer ?? DEFAULTS.signer),
   });
+}
+
+function signerKind(text: string): 'fast' | 'smithy' {
+  if (text !== 'fast' && text !== 'smithy') throw new ConfigError('--signer', 'expected fast or smithy');
+  return text;
 }
 
 function probeFunction(text: string | undefined): string | undefined {

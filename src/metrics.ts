@@ -70,6 +70,8 @@ export function createMetrics(opts: { sessions?: () => number; defaultMetrics?: 
   const bytesOut = new client.Counter({ name: 'lambda_sign_response_bytes_total', help: 'Response body bytes sent to Varnish', registers: [registry] });
 
   const seen = new Set<string>();
+  const requestChildren = new Map<string, client.Counter.Internal>();
+  const durationChildren = new Map<string, client.Histogram.Internal<'function'>>();
   const label = (fn: string | undefined): string => {
     if (fn === undefined) return '-';
     if (seen.has(fn)) return fn;
@@ -81,13 +83,27 @@ export function createMetrics(opts: { sessions?: () => number; defaultMetrics?: 
   return {
     registry,
     request(fn, status, code, inBytes, outBytes) {
-      requests.inc({ function: label(fn), status });
+      // Children cached per label pair: labels() hashes its arguments on every call.
+      const fnLabel = label(fn);
+      const key = `${fnLabel}\0${status}`;
+      let child = requestChildren.get(key);
+      if (child === undefined) {
+        child = requests.labels(fnLabel, String(status));
+        requestChildren.set(key, child);
+      }
+      child.inc();
       if (code !== undefined) errors.inc({ code });
       if (inBytes > 0) bytesIn.inc(inBytes);
       if (outBytes > 0) bytesOut.inc(outBytes);
     },
     upstreamDuration(fn, seconds) {
-      duration.observe({ function: label(fn) }, seconds);
+      const fnLabel = label(fn);
+      let child = durationChildren.get(fnLabel);
+      if (child === undefined) {
+        child = duration.labels(fnLabel);
+        durationChildren.set(fnLabel, child);
+      }
+      child.observe(seconds);
     },
     inflight(delta) {
       inflight.inc(delta);

@@ -10,6 +10,7 @@ import { listen } from '../../src/listen.ts';
 import { createLogger } from '../../src/log.ts';
 import type { Metrics } from '../../src/metrics.ts';
 import { createServer, type LambdaSignServer } from '../../src/server.ts';
+import { createFastSigner } from '../../src/fast-signer.ts';
 import { createSigner } from '../../src/signer.ts';
 import { createUpstream, type Upstream, type RetryReason } from '../../src/upstream.ts';
 
@@ -51,7 +52,7 @@ export async function startDaemon(opts: {
     ca: opts.ca === undefined ? undefined : [opts.ca],
     onRetry: (r) => retries.push(r),
   });
-  const signer = createSigner({ region: config.region, credentials });
+  const signer = (config.signer === 'smithy' ? createSigner : createFastSigner)({ region: config.region, credentials });
   const server = createServer({ config, signer, upstream, credentials, log, metrics: opts.metrics });
   const listening = await listen(server.http, config);
   return {

@@ -130,6 +130,18 @@ test('wrong credentials are refused by the verifier (the check can fail)', async
   }
 });
 
+test('--signer smithy: the signer of record signs every form the fake accepts', async () => {
+  const d = await startDaemon({ endpoint: s.fake.url, ca: s.ca.ca, options: { signer: 'smithy' } });
+  try {
+    const before = s.fake.invocations.length;
+    for (const [sent] of FORMS) assert.is((await send(d.socketPath, { path: invokePath(sent, '$LATEST'), body: '{"x":1}' })).status, 200, sent);
+    assert.is(s.fake.invocations.length, before + FORMS.length);
+    assert.is(s.fake.failures.length, 0);
+  } finally {
+    await d.close();
+  }
+});
+
 test('GET /healthz answers 200 without calling Lambda', async () => {
   const before = s.fake.invocations.length + s.fake.failures.length;
   const res = await send(s.daemon.socketPath, { method: 'GET', path: '/healthz' });
