@@ -97,8 +97,9 @@ export function buildEvent(req: GatewayRequest, now: number = Date.now(), reques
       method: req.method,
       path: rawPath,
       protocol: `HTTP/${req.httpVersion}`,
-      // The client is the first hop Varnish recorded; a Unix socket has no peer address.
-      sourceIp: xff === undefined ? '' : xff.split(',')[0]!.trim(),
+      // The last hop is the address Varnish appended itself; earlier ones are whatever the
+      // client claimed. A Unix socket has no peer address of its own.
+      sourceIp: xff === undefined ? '' : xff.slice(xff.lastIndexOf(',') + 1).trim(),
       userAgent: headers['user-agent'] ?? '',
     },
     requestId,

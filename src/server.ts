@@ -170,6 +170,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     if (typeof given === 'string') {
       // Header values arrive as latin1; the bytes VCL sent are UTF-8 JSON.
       payload = Buffer.from(given, 'latin1');
+      hold.take(payload.length);
       try {
         JSON.parse(payload.toString('utf8'));
       } catch {

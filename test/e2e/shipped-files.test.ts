@@ -26,8 +26,11 @@ test.after(async () => {
 
 const vclFiles = fs.readdirSync(VCL_DIR).filter((f) => f.endsWith('.vcl'));
 
-test('vcl/ ships lambda-sign.vcl and url-mapping.vcl', () => {
-  for (const f of ['lambda-sign.vcl', 'url-mapping.vcl']) assert.ok(vclFiles.includes(f), f);
+// Every shipped example; each is exercised end to end (varnish, url-mapping, gateway-* tests).
+const SHIPPED = ['lambda-sign.vcl', 'url-mapping.vcl', 'site.vcl', 'render.vcl'];
+
+test(`vcl/ ships ${SHIPPED.join(', ')}`, () => {
+  for (const f of SHIPPED) assert.ok(vclFiles.includes(f), f);
 });
 
 for (const file of vclFiles) {
@@ -41,8 +44,7 @@ for (const file of vclFiles) {
 
 }
 
-// The two files this suite exercises end to end (other VCL examples may cache, or differ).
-for (const file of ['lambda-sign.vcl', 'url-mapping.vcl']) {
+for (const file of SHIPPED) {
   test(`vcl/${file} talks to /run/lambda-sign.sock with long timeouts and a /healthz probe`, () => {
     const vcl = fs.readFileSync(path.join(VCL_DIR, file), 'utf8');
     assert.match(vcl, /\.path = "\/run\/lambda-sign\.sock";/);
@@ -50,12 +52,71 @@ for (const file of ['lambda-sign.vcl', 'url-mapping.vcl']) {
     const fbt = /\.first_byte_timeout = (\d+)s;/.exec(vcl);
     assert.ok(fbt, 'first_byte_timeout set');
     assert.ok(Number(fbt![1]) > Number(DEFAULTS.timeout), "first_byte_timeout is above lambda-sign's --timeout default");
-    assert.match(vcl, /return \(pass\);/);
+    // Invocations with a request body are passed (streamed, never stored); render.vcl has none.
+    if (file !== 'render.vcl') assert.match(vcl, /return \(pass\);/);
     for (const h of ['X-Lambda-Function', 'X-Lambda-Payload', 'X-Lambda-Response']) {
       assert.match(vcl, `unset req.http.${h};`, `removes a client's ${h}`);
     }
   });
 }
+
+/**
+ * The blocks of VCL source enclosing each `set …http.X-Lambda-{Function,Payload,Response}`,
+ * outermost first, each as the text before its `{` (`sub vcl_backend_fetch`, `if (…)`).
+ * Comments and strings are skipped, so a header named in a comment or a string is not counted.
+ */
+function gatewaySets(src: string): { statement: string; enclosing: string[] }[] {
+  const out: { statement: string; enclosing: string[] }[] = [];
+  const stack: string[] = [];
+  let code = ''; // the current statement or block header, strings blanked
+  for (let i = 0; i < src.length; i++) {
+    const c = src[i]!;
+    if (c === '#' || (c === '/' && src[i + 1] === '/')) {
+      i = src.indexOf('\n', i);
+      if (i === -1) break;
+    } else if (c === '{' && src[i + 1] === '"') {
+      i = src.indexOf('"}', i + 2) + 1;
+      if (i === 0) throw new Error('unterminated {"…"} string');
+      code += '""';
+    } else if (c === '"') {
+      i = src.indexOf('"', i + 1);
+      if (i === -1) throw new Error('unterminated "…" string');
+      code += '""';
+    } else if (c === '{') {
+      stack.push(code.trim());
+      code = '';
+    } else if (c === '}') {
+      stack.pop();
+      code = '';
+    } else if (c === ';') {
+      const m = /^set\s+(\w+)\.http\.(X-Lambda-(?:Function|Payload|Response))\b/i.exec(code.trim());
+      if (m) out.push({ statement: code.trim().replace(/\s+/g, ' '), enclosing: [...stack] });
+      code = '';
+    } else code += c;
+  }
+  return out;
+}
+
+for (const file of SHIPPED) {
+  test(`vcl/${file} sets X-Lambda-* only on requests to lambda_sign, in vcl_backend_fetch`, () => {
+    for (const { statement, enclosing } of gatewaySets(fs.readFileSync(path.join(VCL_DIR, file), 'utf8'))) {
+      assert.match(statement, /^set bereq\.http\./i, statement);
+      assert.is(enclosing[0], 'sub vcl_backend_fetch', statement);
+      assert.ok(enclosing.some((h) => /^if \(bereq\.backend == lambda_sign\b/.test(h)), `${statement}: not under if (bereq.backend == lambda_sign …)`);
+    }
+  });
+}
+
+test('the X-Lambda-* check finds sets, and those outside vcl_backend_fetch (it can fail)', () => {
+  const sets = gatewaySets(
+    'sub vcl_recv { # set req.http.X-Lambda-Function = "c";\n set req.http.X-Lambda-Function = "a"; }\n' +
+      'sub vcl_backend_fetch { if (bereq.backend == lambda_sign) { set bereq.http.X-Lambda-Payload = {"{"u":""} + "}"; } }',
+  );
+  assert.equal(sets, [
+    { statement: 'set req.http.X-Lambda-Function = ""', enclosing: ['sub vcl_recv'] },
+    { statement: 'set bereq.http.X-Lambda-Payload = "" + ""', enclosing: ['sub vcl_backend_fetch', 'if (bereq.backend == lambda_sign)'] },
+  ]);
+});
 
 test('a VCL that does not compile is reported (the check can fail)', async () => {
   const bad = path.join(tmp, 'bad.vcl');

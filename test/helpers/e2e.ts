@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import type { FakeLambda } from './fake-lambda.ts';
+import type { FakeAnswer, FakeLambda } from './fake-lambda.ts';
 import type { TestCA } from './tls.ts';
 import { TEST_KEY } from './daemon.ts';
 import { CLI, isolatedEnv, spawnDaemon, type DaemonProcess } from './process.ts';
@@ -108,6 +108,30 @@ export function lambdaSignVcl(socketPath: string, originPort: number): string {
 /** vcl/url-mapping.vcl as shipped, with the test's daemon socket. */
 export function urlMappingVcl(socketPath: string): string {
   return shippedVcl('url-mapping.vcl', [['.path = "/run/lambda-sign.sock";', `.path = "${socketPath}";`]]);
+}
+
+/** vcl/site.vcl as shipped, with the test's daemon socket. */
+export function siteVcl(socketPath: string): string {
+  return shippedVcl('site.vcl', [['.path = "/run/lambda-sign.sock";', `.path = "${socketPath}";`]]);
+}
+
+/** vcl/render.vcl as shipped, with the test's daemon socket. */
+export function renderVcl(socketPath: string): string {
+  return shippedVcl('render.vcl', [['.path = "/run/lambda-sign.sock";', `.path = "${socketPath}";`]]);
+}
+
+/**
+ * What Lambda returns for a gateway-mode function: the Invoke answer (200, JSON) whose body
+ * is the function's response object, as a Function URL handler writes it.
+ */
+export function functionAnswer(response: {
+  statusCode: number;
+  headers?: Record<string, string>;
+  cookies?: string[];
+  body?: string;
+  isBase64Encoded?: boolean;
+}): FakeAnswer {
+  return { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify(response) };
 }
 
 /** Runs every cleanup step, even when an earlier one fails or before() stopped halfway. */

@@ -45,7 +45,7 @@ test('GET with a query string becomes a payload-2.0 event, signed, on the invoke
   assert.is(ev.headers['x-lambda-function'], undefined);
   assert.is(ev.headers.cookie, undefined);
   assert.is(ev.requestContext.http.method, 'GET');
-  assert.is(ev.requestContext.http.sourceIp, '198.51.100.7');
+  assert.is(ev.requestContext.http.sourceIp, '10.0.0.1', 'the hop Varnish appended, not the one the client claimed');
   assert.is(ev.requestContext.http.userAgent, 'curl/8');
   assert.is(ev.requestContext.domainName, 'www.example.com');
   assert.is(ev.isBase64Encoded, false);

@@ -88,7 +88,7 @@ test('a GET without query, cookies or body: the complete event', () => {
         method: 'GET',
         path: '/hello/world',
         protocol: 'HTTP/1.1',
-        sourceIp: '203.0.113.7',
+        sourceIp: '10.0.0.1',
         userAgent: 'curl/8.5.0',
       },
       requestId: RID,
@@ -402,16 +402,17 @@ test('headers named constructor, toString and __proto__ are ordinary headers', (
 });
 
 // ---------------------------------------------------------------------------------------
-// requestContext.http.sourceIp: the first X-Forwarded-For hop.
+// requestContext.http.sourceIp: the last X-Forwarded-For hop, the one Varnish appended;
+// the ones before it are whatever the client claimed.
 
 const SOURCE_IPS: [string, Header[], string][] = [
   ['no X-Forwarded-For', [], ''],
   ['one hop', [['X-Forwarded-For', '203.0.113.7']], '203.0.113.7'],
-  ['several hops', [['X-Forwarded-For', '203.0.113.7, 10.0.0.1, 10.0.0.2']], '203.0.113.7'],
-  ['several hops without spaces', [['X-Forwarded-For', '203.0.113.7,10.0.0.1']], '203.0.113.7'],
-  ['spaces around the first hop', [['X-Forwarded-For', '  203.0.113.7  , 10.0.0.1']], '203.0.113.7'],
-  ['several X-Forwarded-For headers', [['X-Forwarded-For', '198.51.100.9, 10.0.0.1'], ['x-forwarded-for', '10.0.0.2']], '198.51.100.9'],
-  ['IPv6', [['X-Forwarded-For', '2001:db8::1, 10.0.0.1']], '2001:db8::1'],
+  ['several hops', [['X-Forwarded-For', '6.6.6.6, 10.0.0.1, 203.0.113.7']], '203.0.113.7'],
+  ['several hops without spaces', [['X-Forwarded-For', '6.6.6.6,203.0.113.7']], '203.0.113.7'],
+  ['spaces around the last hop', [['X-Forwarded-For', '6.6.6.6 ,  203.0.113.7  ']], '203.0.113.7'],
+  ['several X-Forwarded-For headers', [['X-Forwarded-For', '198.51.100.9, 10.0.0.1'], ['x-forwarded-for', '10.0.0.2']], '10.0.0.2'],
+  ['IPv6', [['X-Forwarded-For', '6.6.6.6, 2001:db8::1']], '2001:db8::1'],
 ];
 
 for (const [what, headers, sourceIp] of SOURCE_IPS) {
