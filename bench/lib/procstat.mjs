@@ -1,0 +1,144 @@
+// CPU and memory of one process, from /proc (Linux only):
+// - CPU: utime + stime (fields 14 and 15 of /proc/PID/stat, in clock ticks) before and after
+//   a run; the delta over the wall time is the share of one core (100 % = one core busy).
+// - Memory: VmRSS now, sampled during the run to catch the peak; VmHWM is the kernel's own
+//   high-water mark since the process started.
+// - Other load: the machine's busy time (/proc/stat, steal included) minus everything the
+//   benchmark runs. This host is shared (other builds and tests may run on it): a run with
+//   a lot of other load is a run to distrust, and the report says how much there was.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+
+let clkTck;
+function ticksPerSecond() {
+  if (clkTck === undefined) {
+    try {
+      clkTck = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+    } catch {
+      clkTck = 100; // USER_HZ on every mainstream Linux architecture
+    }
+  }
+  return clkTck;
+}
+
+/** CPU seconds used so far by `pid` (all its threads). */
+export function cpuSeconds(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) is in parentheses and may contain spaces: split after it.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state), so utime (14) and stime (15) are at 11 and 12.
+  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond();
+}
+
+/** CPU seconds of the processes in these process groups, plus this process and its reaped children. */
+function ownSeconds(pgids) {
+  const groups = new Set(pgids);
+  let total = 0;
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat;
+    try {
+      stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // f[2] is field 5, the process group.
+    if (groups.has(Number(f[2]))) total += Number(f[11]) + Number(f[12]);
+  }
+  // This driver, and the children it has waited for (every finished wrk): utime, stime,
+  // cutime, cstime (fields 14-17).
+  const self = fs.readFileSync('/proc/self/stat', 'utf8');
+  const f = self.slice(self.lastIndexOf(')') + 2).split(' ');
+  total += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  return total / ticksPerSecond();
+}
+
+/** Busy CPU seconds of the whole machine, all cores: user, nice, system, irq, softirq, steal. */
+function machineBusySeconds() {
+  const [user, nice, system, , , irq, softirq, steal] = fs
+    .readFileSync('/proc/stat', 'utf8')
+    .split('\n')[0]
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  return (user + nice + system + irq + softirq + (steal || 0)) / ticksPerSecond();
+}
+
+/**
+ * Machine-wide TCP counters: segments retransmitted (/proc/net/snmp Tcp RetransSegs) and
+ * connections dropped from a full listen queue (/proc/net/netstat TcpExt ListenDrops). On
+ * loopback a retransmission means a dropped packet (a burst over net.core.netdev_max_backlog,
+ * a full accept queue), and each one waits for a timer of 200 ms to seconds: they, not the
+ * proxy, are behind p99s of several seconds.
+ */
+function tcpCounters() {
+  const read = (file, prefix, name) => {
+    const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.startsWith(`${prefix}:`));
+    const keys = lines[0]?.split(/\s+/) ?? [];
+    const values = lines[1]?.split(/\s+/) ?? [];
+    return Number(values[keys.indexOf(name)] ?? NaN);
+  };
+  return {
+    retrans: read('/proc/net/snmp', 'Tcp', 'RetransSegs'),
+    listenDrops: read('/proc/net/netstat', 'TcpExt', 'ListenDrops'),
+  };
+}
+
+/**
+ * The machine around a run, from now until stop(): CPU used by everything that is not the
+ * benchmark, as a share of one core (`groups()` returns the benchmark's process groups, read
+ * at both ends), and the TCP retransmissions and listen drops meanwhile.
+ */
+export function watchOthers(groups) {
+  const t0 = process.hrtime.bigint();
+  const busy0 = machineBusySeconds();
+  const own0 = ownSeconds(groups());
+  const tcp0 = tcpCounters();
+  return {
+    stop() {
+      const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+      const other = machineBusySeconds() - busy0 - (ownSeconds(groups()) - own0);
+      const tcp = tcpCounters();
+      return {
+        otherPct: Math.max(0, (100 * other) / wall),
+        tcpRetrans: tcp.retrans - tcp0.retrans,
+        listenDrops: tcp.listenDrops - tcp0.listenDrops,
+      };
+    },
+  };
+}
+
+/** {rssMB, hwmMB} from /proc/PID/status. */
+export function memory(pid) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { rssMB: kb('VmRSS') / 1024, hwmMB: kb('VmHWM') / 1024 };
+}
+
+/**
+ * Watches `pid` from now until stop(): returns {cpuPct, rssMaxMB, rssEndMB, hwmMB}.
+ * Sampling every 250 ms costs two small /proc reads: nothing next to the processes measured.
+ */
+export function watch(pid, intervalMs = 250) {
+  const t0 = process.hrtime.bigint();
+  const cpu0 = cpuSeconds(pid);
+  let rssMax = memory(pid).rssMB;
+  const timer = setInterval(() => {
+    try {
+      rssMax = Math.max(rssMax, memory(pid).rssMB);
+    } catch {
+      // the process exited; stop() reports it
+    }
+  }, intervalMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+      const cpu = cpuSeconds(pid) - cpu0;
+      const mem = memory(pid);
+      return { cpuPct: (100 * cpu) / wall, rssMaxMB: Math.max(rssMax, mem.rssMB), rssEndMB: mem.rssMB, hwmMB: mem.hwmMB };
+    },
+  };
+}
