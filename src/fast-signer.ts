@@ -41,11 +41,26 @@ function canonicalQuery(query: Readonly<Record<string, string>> | undefined): st
 const UNSIGNABLE = /^(?:authorization|cache-control|connection|expect|from|keep-alive|max-forwards|pragma|referer|te|trailer|transfer-encoding|upgrade|user-agent|x-amzn-trace-id|proxy-.*|sec-.*)$/;
 const LOWER_TOKEN = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
 
+// x-amz-date has one-second resolution: format it once per second, not per request.
+let dateCache = { second: -1, text: '' };
 function amzDate(ms: number): string {
-  // 2026-11-21T12:40:00.000Z → 20261121T124000Z
-  const iso = new Date(ms).toISOString();
-  return iso.slice(0, 4) + iso.slice(5, 7) + iso.slice(8, 13) + iso.slice(14, 16) + iso.slice(17, 19) + 'Z';
+  const second = Math.floor(ms / 1000);
+  if (second !== dateCache.second) {
+    // 2026-11-21T12:40:00.000Z → 20261121T124000Z
+    const iso = new Date(second * 1000).toISOString();
+    dateCache = { second, text: iso.slice(0, 4) + iso.slice(5, 7) + iso.slice(8, 13) + iso.slice(14, 16) + iso.slice(17, 19) + 'Z' };
+  }
+  return dateCache.text;
 }
+
+// Header names already seen to fit the fast path (checked with two regexes otherwise).
+const fastNames = new Set<string>();
+const fitsFastPath = (name: string): boolean => {
+  if (fastNames.has(name)) return true;
+  if (!LOWER_TOKEN.test(name) || UNSIGNABLE.test(name) || name === 'x-amz-date' || name === 'x-amz-security-token') return false;
+  if (fastNames.size < 256) fastNames.add(name);
+  return true;
+};
 
 export function createFastSigner(opts: SignerOptions): Signer {
   const service = opts.service ?? 'lambda';
@@ -80,11 +95,7 @@ export function createFastSigner(opts: SignerOptions): Signer {
   let offset = 0;
   return {
     async sign(input: SignInput) {
-      for (const name in input.headers) {
-        if (!LOWER_TOKEN.test(name) || UNSIGNABLE.test(name) || name === 'x-amz-date' || name === 'x-amz-security-token') {
-          return smithy.sign(input);
-        }
-      }
+      for (const name in input.headers) if (!fitsFastPath(name)) return smithy.sign(input);
       const creds = await credentials.get();
       const longDate = amzDate(now() + offset);
       const k = signingKey(creds, longDate.slice(0, 8));

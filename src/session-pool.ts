@@ -87,6 +87,18 @@ export class SessionPool {
     return s;
   }
 
+  /** The common case without a promise: a connected session with a free slot, or undefined. */
+  acquireReady(): PooledSession | undefined {
+    if (this.http1Only || this.closing) return undefined;
+    for (const s of this.sessions) {
+      if (s.session !== undefined && s.active < s.limit) {
+        s.active++;
+        return s;
+      }
+    }
+    return undefined;
+  }
+
   release(s: PooledSession): void {
     s.active--;
     if (s.active === 0 && s.dead) s.session?.close();

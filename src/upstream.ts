@@ -89,12 +89,14 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
 
   const once = async (req: UpstreamRequest, signal: Cancel | undefined): Promise<Omit<UpstreamResponse, 'retries'>> => {
     if (pool !== undefined && !pool.http1Only) {
-      let session: PooledSession;
-      try {
-        session = await pool.acquire();
-      } catch (err) {
-        if (err instanceof NoHttp2Error) return h1.request(req, signal);
-        throw new Unprocessed('connect', { cause: err });
+      let session = pool.acquireReady();
+      if (session === undefined) {
+        try {
+          session = await pool.acquire();
+        } catch (err) {
+          if (err instanceof NoHttp2Error) return h1.request(req, signal);
+          throw new Unprocessed('connect', { cause: err });
+        }
       }
       return requestOnSession(pool, session, req, signal);
     }
