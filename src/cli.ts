@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // The only module that touches process.*: flags and environment in, signals, exit.
+import cluster from 'node:cluster';
 import fs from 'node:fs';
+import os from 'node:os';
 import tls from 'node:tls';
+import client from 'prom-client';
 import { Command, Option } from 'commander';
 import { buildConfig, ConfigError, DEFAULTS, LOG_LEVELS, type Config, type RawOptions } from './config.js';
 import { createCredentials, defaultChain } from './credentials.js';
@@ -12,6 +15,7 @@ import { createServer } from './server.js';
 import { createFastSigner } from './fast-signer.js';
 import { createSigner } from './signer.js';
 import { createUpstream } from './upstream.js';
+import { runPrimary, WORKER_FD_ENV } from './workers.js';
 
 const pkg = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -43,6 +47,7 @@ function program(): Command {
         .choices(['fast', 'smithy'])
         .default(DEFAULTS.signer),
     )
+    .option('--workers <n|auto>', 'processes serving the socket; auto: half the CPUs (1 on 2 CPUs), at most 16', DEFAULTS.workers)
     .option('--profile <name>', 'AWS shared-config profile for credentials (env AWS_PROFILE)')
     .option('--ca-file <path>', 'extra PEM certificates to trust for the endpoint (also: NODE_EXTRA_CA_CERTS)')
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(DEFAULTS.logLevel))
@@ -69,7 +74,9 @@ async function main(): Promise<void> {
   cmd.parse(process.argv);
   let config: Config;
   try {
-    config = buildConfig(cmd.opts<RawOptions>(), process.env, activatedFd());
+    // A cluster worker learns systemd's descriptor from the primary, not from LISTEN_*.
+    const fd = cluster.isWorker ? (process.env[WORKER_FD_ENV] ? Number(process.env[WORKER_FD_ENV]) : undefined) : activatedFd();
+    config = buildConfig(cmd.opts<RawOptions>(), process.env, fd, os.availableParallelism());
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`lambda-sign: ${err.message}\n`);
@@ -87,6 +94,11 @@ async function main(): Promise<void> {
     log.flush();
     process.exit(1);
   });
+
+  if (config.workers > 1 && cluster.isPrimary) {
+    return runPrimary(config, log, (code) => process.exit(code));
+  }
+  const worker = cluster.isWorker;
 
   let ca: string[] | undefined;
   if (config.caFile !== undefined) {
@@ -121,9 +133,15 @@ async function main(): Promise<void> {
   sessions = () => upstream.sessions;
   const server = createServer({ config, signer, upstream, credentials, log, metrics });
   let metricsListener: MetricsListener | undefined;
-  if (config.metrics !== undefined) {
+  // In a cluster the primary serves the aggregate of every worker's registry.
+  if (worker) {
+    client.AggregatorRegistry.setRegistries([metrics.registry]);
+    // prom-client installs its worker-side IPC handler when an AggregatorRegistry is made.
+    new client.AggregatorRegistry();
+  }
+  else if (config.metrics !== undefined) {
     try {
-      metricsListener = await serveMetrics(metrics, config.metrics);
+      metricsListener = await serveMetrics(metrics.registry, config.metrics);
     } catch (err) {
       log.fatal({ err }, 'cannot listen for --metrics');
       log.flush();
@@ -136,6 +154,9 @@ async function main(): Promise<void> {
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) {
+      // A worker hears SIGTERM from the primary and, under systemd, from systemd too: the
+      // primary owns escalation (SIGKILL after the drain deadline), so keep draining.
+      if (worker) return;
       log.warn({ signal }, 'second signal: exiting now');
       log.flush();
       process.exit(1);
@@ -155,7 +176,7 @@ async function main(): Promise<void> {
 
   let listening: Awaited<ReturnType<typeof listen>> | undefined;
   try {
-    listening = await listen(server.http, config);
+    listening = await listen(server.http, { ...config, shared: worker });
   } catch (err) {
     log.fatal({ err }, 'cannot listen');
     log.flush();

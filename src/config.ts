@@ -35,6 +35,8 @@ export interface Config {
   readonly metrics?: { host: string; port: number } | { path: string };
   /** The SigV4 implementation: the specialised fast path, or @smithy/signature-v4 for every request. */
   readonly signer: 'fast' | 'smithy';
+  /** Processes serving the socket (node:cluster); 1 means no cluster. */
+  readonly workers: number;
 }
 
 /** What commander hands over: strings, as typed. */
@@ -55,6 +57,7 @@ export interface RawOptions {
   probeFunction?: string;
   metrics?: string;
   signer?: string;
+  workers?: string;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -69,6 +72,7 @@ export const DEFAULTS = Object.freeze({
   maxInflight: '4096',
   maxBuffered: String(1 << 30), // 1 GiB of request and decoded-answer buffers
   signer: 'fast',
+  workers: 'auto',
 });
 
 const REGION_RE = /^[a-z]{2,4}(?:-[a-z]+)+-\d{1,2}$/;
@@ -79,7 +83,12 @@ export function defaultEndpoint(region: string): string {
   return `https://lambda.${region}.${suffix}`;
 }
 
-export function buildConfig(raw: RawOptions, env: Env = {}, listenFd?: number): Config {
+/** --workers auto: half the CPUs, leaving the rest to Varnish (which does as much work per request), at most 16. */
+export function autoWorkers(cpus: number): number {
+  return Math.max(1, Math.min(16, Math.floor(cpus / 2)));
+}
+
+export function buildConfig(raw: RawOptions, env: Env = {}, listenFd?: number, cpus = 1): Config {
   const region = pick(raw.region, env.AWS_REGION, env.AWS_DEFAULT_REGION);
   if (region === undefined) {
     throw new ConfigError('--region', 'required (or set AWS_REGION / AWS_DEFAULT_REGION)');
@@ -130,6 +139,7 @@ export function buildConfig(raw: RawOptions, env: Env = {}, listenFd?: number): 
     probeFunction: probeFunction(raw.probeFunction),
     metrics: raw.metrics === undefined ? undefined : metricsTarget(raw.metrics),
     signer: signerKind(raw.signer ?? DEFAULTS.signer),
+    workers: (raw.workers ?? DEFAULTS.workers) === 'auto' ? autoWorkers(cpus) : integer('--workers', raw.workers!, 1, 256),
   });
 }
 

@@ -10,6 +10,8 @@ export interface ListenOptions {
   listenFd?: number;
   /** Varnish connects without blocking; a full backlog fails its connects (EAGAIN). */
   backlog?: number;
+  /** A cluster worker: the primary owns the socket file (stale check, mode, removal). */
+  shared?: boolean;
 }
 
 export interface Listening {
@@ -21,6 +23,10 @@ export const DEFAULT_BACKLOG = 16384; // the kernel caps it at net.core.somaxcon
 
 export async function listen(server: Server, opts: ListenOptions): Promise<Listening> {
   const backlog = opts.backlog ?? DEFAULT_BACKLOG;
+  if (opts.shared === true) {
+    await listening(server, (opts.listenFd !== undefined ? { fd: opts.listenFd, backlog } : { path: opts.socketPath, backlog }) as net.ListenOptions);
+    return { cleanup() {} };
+  }
   if (opts.listenFd !== undefined) {
     // Node accepts a bare descriptor as a handle: { fd }.
     await listening(server, { fd: opts.listenFd, backlog } as net.ListenOptions);

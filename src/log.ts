@@ -25,7 +25,7 @@ export function createLogger(level: LogLevel, destination?: NodeJS.WritableStrea
   return pino(
     {
       level,
-      base: { name: 'lambda-sign' },
+      base: { name: 'lambda-sign', pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },

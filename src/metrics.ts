@@ -125,15 +125,21 @@ export interface MetricsListener {
   close(): Promise<void>;
 }
 
-export async function serveMetrics(metrics: Metrics, target: { host: string; port: number } | { path: string }): Promise<MetricsListener> {
+/** What the listener serves: one process's registry, or the cluster's aggregate. */
+export interface MetricsSource {
+  metrics(): Promise<string>;
+  readonly contentType: string;
+}
+
+export async function serveMetrics(source: MetricsSource, target: { host: string; port: number } | { path: string }): Promise<MetricsListener> {
   const server = http.createServer((req, res) => {
     if (req.url !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('metrics are at GET /metrics\n');
       return;
     }
-    metrics.registry.metrics().then(
-      (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
-      () => res.writeHead(500).end(),
+    source.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': source.contentType }).end(text),
+      (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics unavailable: ${(err as Error).message}\n`),
     );
   });
   if ('path' in target) await removeStale(target.path);

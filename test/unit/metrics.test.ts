@@ -167,7 +167,7 @@ async function checkListener(target: { host: string; port: number } | { socketPa
 test('serveMetrics on 127.0.0.1:0: GET /metrics is 200 in the Prometheus format, anything else 404', async () => {
   const m = createMetrics({ defaultMetrics: false });
   m.request('fn', 200, undefined, 0, 0);
-  const l = await serveMetrics(m, { host: '127.0.0.1', port: 0 });
+  const l = await serveMetrics(m.registry, { host: '127.0.0.1', port: 0 });
   let closed = false;
   try {
     const match = /^127\.0\.0\.1:(\d+)$/.exec(l.address);
@@ -191,7 +191,7 @@ test('serveMetrics on a Unix socket: serves there, and close() removes the file'
   try {
     const m = createMetrics({ defaultMetrics: false });
     m.request('fn', 200, undefined, 0, 0);
-    l = await serveMetrics(m, { path: socketPath });
+    l = await serveMetrics(m.registry, { path: socketPath });
     assert.is(l.address, socketPath);
     assert.ok(fs.lstatSync(socketPath).isSocket());
     await checkListener({ socketPath });
@@ -210,7 +210,7 @@ test('serveMetrics never deletes a regular file that sits at the socket path', a
   fs.writeFileSync(file, 'precious');
   try {
     const m = createMetrics({ defaultMetrics: false });
-    const res = await serveMetrics(m, { path: file }).then((l) => l, (e: NodeJS.ErrnoException) => e);
+    const res = await serveMetrics(m.registry, { path: file }).then((l) => l, (e: NodeJS.ErrnoException) => e);
     if (!(res instanceof Error)) await res.close();
     assert.instance(res, Error, 'listening over a regular file fails');
     assert.is(fs.readFileSync(file, 'utf8'), 'precious');

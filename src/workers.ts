@@ -1,0 +1,77 @@
+// --workers N: N processes (node:cluster) serve the one socket, each with its own event
+// loop, HTTP/2 pool and credentials source. The primary owns what is shared: the socket
+// file (stale check, mode, removal), restarts of crashed workers, the aggregated
+// metrics, and the drain on SIGTERM, which it hands to every worker.
+import cluster, { type Worker } from 'node:cluster';
+import fs from 'node:fs';
+import client from 'prom-client';
+import type { Config } from './config.js';
+import { removeStale } from './listen.js';
+import type { Logger } from './log.js';
+import { serveMetrics, type MetricsListener } from './metrics.js';
+
+/** Tells a worker which descriptor systemd passed (the LISTEN_* variables are the primary's). */
+export const WORKER_FD_ENV = 'LAMBDA_SIGN_WORKER_FD';
+
+export async function runPrimary(config: Config, log: Logger, exit: (code: number) => never): Promise<void> {
+  if (config.listenFd === undefined) await removeStale(config.socketPath);
+  const env = config.listenFd === undefined ? {} : { [WORKER_FD_ENV]: String(config.listenFd) };
+  let stopping = false;
+  let socketIno: number | undefined;
+
+  const fork = (): Worker => cluster.fork(env);
+  cluster.on('listening', () => {
+    if (socketIno !== undefined || config.listenFd !== undefined) return;
+    // The primary created the socket for the first worker that listened: set its mode once.
+    fs.chmodSync(config.socketPath, config.socketMode);
+    socketIno = fs.statSync(config.socketPath).ino;
+    log.info({ workers: config.workers, socket: config.socketPath }, 'listening');
+  });
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) return;
+    log.error({ pid: worker.process.pid, code, signal }, 'worker exited; starting another');
+    setTimeout(fork, 1000).unref();
+  });
+  for (let i = 0; i < config.workers; i++) fork();
+
+  let metricsListener: MetricsListener | undefined;
+  if (config.metrics !== undefined) {
+    const aggregate = new client.AggregatorRegistry();
+    metricsListener = await serveMetrics(
+      { metrics: () => aggregate.clusterMetrics(), contentType: aggregate.contentType },
+      config.metrics,
+    ).catch((err: unknown) => {
+      log.fatal({ err }, 'cannot listen for --metrics');
+      return exit(1);
+    });
+  }
+
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) {
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+      return exit(1);
+    }
+    stopping = true;
+    log.info({ signal, workers: Object.keys(cluster.workers ?? {}).length }, 'draining');
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+    const exited = Promise.all(workers.map((w) => (w.isDead() ? undefined : new Promise((r) => w.once('exit', r)))));
+    for (const w of workers) w.process.kill('SIGTERM');
+    // Workers drain for --drain-timeout; past that plus a margin, they are killed.
+    const deadline = setTimeout(() => workers.forEach((w) => w.process.kill('SIGKILL')), config.drainTimeoutMs + 5000);
+    await exited;
+    clearTimeout(deadline);
+    await metricsListener?.close();
+    if (socketIno !== undefined) {
+      try {
+        if (fs.statSync(config.socketPath).ino === socketIno) fs.unlinkSync(config.socketPath);
+      } catch {
+        // already gone
+      }
+    }
+    log.info('stopped');
+    log.flush();
+    exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}

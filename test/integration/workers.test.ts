@@ -1,0 +1,87 @@
+// --workers: several processes serve the one socket; the primary owns the socket file,
+// restarts crashed workers, aggregates metrics and hands SIGTERM's drain to every worker.
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { makeTestCA, type TestCA } from '../helpers/tls.ts';
+import { startFakeLambda, type FakeLambda } from '../helpers/fake-lambda.ts';
+import { send, invokePath, TEST_KEY } from '../helpers/daemon.ts';
+import { isolatedEnv, spawnDaemon, type DaemonProcess } from '../helpers/process.ts';
+
+let ca: TestCA;
+let fake: FakeLambda;
+let d: DaemonProcess;
+let metricsSock: string;
+
+test.before(async () => {
+  ca = await makeTestCA();
+  fake = await startFakeLambda({ tls: { cert: ca.cert, key: ca.key } });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ls-workers-'));
+  metricsSock = path.join(dir, 'metrics.sock');
+  const env = isolatedEnv(dir, { NODE_EXTRA_CA_CERTS: ca.caFile, AWS_ACCESS_KEY_ID: TEST_KEY.accessKeyId, AWS_SECRET_ACCESS_KEY: TEST_KEY.secretAccessKey });
+  d = spawnDaemon(['--region', 'us-west-2', '--socket', '{socket}', '--socket-mode', '600', '--endpoint', fake.url, '--workers', '2', '--metrics', metricsSock], env, { dir });
+  await d.waitFor(/"workers":2,.*"msg":"listening"/);
+  for (let i = 0; i < 100 && d.lines.filter((l) => l.includes('"version"')).length < 2; i++) await sleep(50);
+});
+test.after(async () => {
+  await d.cleanup();
+  await fake.close();
+  await ca.cleanup();
+});
+
+const pidsOf = (re: RegExp) => new Set(d.lines.filter((l) => re.test(l)).map((l) => JSON.parse(l).pid as number));
+
+function scrape(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http.get({ socketPath: metricsSock, path: '/metrics' }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+}
+
+test('two workers share the socket, the primary set its mode', async () => {
+  assert.is(fs.statSync(d.socketPath).mode & 0o777, 0o600);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 20 });
+  const replies = await Promise.all(Array.from({ length: 200 }, (_, i) => send(d.socketPath, { path: invokePath('f'), body: `{"i":${i}}`, agent })));
+  agent.destroy();
+  assert.ok(replies.every((r) => r.status === 200));
+  assert.is(fake.failures.length, 0);
+  const servers = pidsOf(/"msg":"request"/);
+  assert.is(servers.size, 2, `requests were served by ${servers.size} process(es)`);
+});
+
+test('metrics are the sum over workers', async () => {
+  const text = await scrape();
+  const m = /^lambda_sign_requests_total\{function="f",status="200"\} (\d+)$/m.exec(text);
+  assert.ok(m, text.slice(0, 500));
+  assert.is(Number(m![1]), 200);
+});
+
+test('a crashed worker is replaced and the socket keeps serving', async () => {
+  const workerPids = [...pidsOf(/"version"/)];
+  process.kill(workerPids[0]!, 'SIGKILL');
+  await d.waitFor(/worker exited; starting another/);
+  for (let i = 0; i < 100 && pidsOf(/"version"/).size < 3; i++) await sleep(50);
+  assert.is(pidsOf(/"version"/).size, 3, 'a third worker started');
+  for (let i = 0; i < 20; i++) assert.is((await send(d.socketPath, { path: invokePath('f'), body: '{}' })).status, 200);
+});
+
+test('SIGTERM to the primary drains every worker, removes the socket, exits 0', async () => {
+  fake.on('slow', () => ({ status: 200, body: 'done', delayMs: 800 }));
+  const pending = send(d.socketPath, { path: invokePath('slow'), body: '{}' });
+  for (let i = 0; i < 100 && fake.inflight === 0; i++) await sleep(10);
+  d.kill('SIGTERM');
+  const res = await pending;
+  assert.is(res.status, 200);
+  assert.is(res.body.toString(), 'done');
+  assert.is(await d.exited, 0);
+  assert.not.ok(fs.existsSync(d.socketPath), 'socket removed');
+});
+
+test.run();
