@@ -286,7 +286,7 @@ async function compare(opts, m, command, started) {
   if (wantSign) {
     log('bench: signing alone (dist/signer.js)…');
     sign = await signMicroChild(opts.quick);
-    for (const s of sign) log(`  ${sizeLabel(s.bytes).padEnd(8)} sign ${s.signUs.toFixed(1)} µs  (sha256 alone ${s.sha256Us.toFixed(1)} µs)`);
+    for (const s of sign) log(`  ${sizeLabel(s.bytes).padEnd(8)} sign ${s.signUs.toFixed(1)} µs, smithy ${s.smithyUs.toFixed(1)} µs  (sha256 alone ${s.sha256Us.toFixed(1)} µs)`);
   }
 
   const runs = [];

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Micro-benchmark of signing alone: what lambda-sign's signer (dist/signer.js, the one the
-// daemon uses) costs per request, without sockets, Varnish or TLS. For scale it also times
+// Micro-benchmark of signing alone: what lambda-sign's signers (dist/fast-signer.js, the
+// daemon's default, and dist/signer.js, smithy) cost per request, without sockets, Varnish or TLS. For scale it also times
 // the one part no implementation can skip: SHA-256 of the payload (SigV4 signs its hash).
 //
 // Each measurement awaits sign() in a loop, as the daemon does once per request, after a
@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 
 const DIST = new URL('../../dist/', import.meta.url);
 const { createSigner } = await import(new URL('signer.js', DIST).href);
+const { createFastSigner } = await import(new URL('fast-signer.js', DIST).href);
 const { staticCredentials } = await import(new URL('credentials.js', DIST).href);
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -28,12 +29,18 @@ async function timeIt(fn, { warmup, iterations, batches }) {
   return median(perOpUs);
 }
 
-/** Returns [{bytes, signUs, sha256Us}] for each body size. `scale` shortens it (--quick). */
+/**
+ * Returns [{bytes, signUs, smithyUs, sha256Us}] for each body size: the daemon's default
+ * (fast) signer, @smithy/signature-v4 (--signer smithy), and the body hash alone.
+ * `scale` shortens it (--quick).
+ */
 export async function signMicro({ sizes = [64, 256 * 1024], scale = 1 } = {}) {
-  const signer = createSigner({
+  const opts = {
     region: 'us-east-1',
     credentials: staticCredentials({ accessKeyId: 'AKIDBENCHEXAMPLE', secretAccessKey: 'bench/secret/key/EXAMPLEKEY' }),
-  });
+  };
+  const signer = createFastSigner(opts);
+  const smithy = createSigner(opts);
   const out = [];
   for (const bytes of sizes) {
     const body = Buffer.alloc(bytes, 'x');
@@ -56,8 +63,9 @@ export async function signMicro({ sizes = [64, 256 * 1024], scale = 1 } = {}) {
       batches: 5,
     };
     const signUs = await timeIt(() => signer.sign(input), plan);
+    const smithyUs = await timeIt(() => smithy.sign(input), plan);
     const sha256Us = await timeIt(() => createHash('sha256').update(body).digest('hex'), plan);
-    out.push({ bytes, signUs, sha256Us });
+    out.push({ bytes, signUs, smithyUs, sha256Us });
   }
   return out;
 }

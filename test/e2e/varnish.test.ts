@@ -5,43 +5,24 @@ import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { makeTestCA, type TestCA } from '../helpers/tls.ts';
-import { startFakeLambda, type FakeLambda } from '../helpers/fake-lambda.ts';
-import type { DaemonProcess } from '../helpers/process.ts';
-import { lambdaSignVcl, spawnCli, startOrigin, stopAll, type Origin } from '../helpers/e2e.ts';
-import { request, startVarnish, type Varnish } from '../helpers/varnish.ts';
+import { useVarnishStack } from '../helpers/e2e.ts';
+import { request } from '../helpers/varnish.ts';
 
-let ca: TestCA;
-let fake: FakeLambda;
-let origin: Origin;
-let daemon: DaemonProcess;
-let varnish: Varnish;
-
-test.before(async () => {
-  ca = await makeTestCA();
-  fake = await startFakeLambda({ tls: { cert: ca.cert, key: ca.key } });
-  origin = await startOrigin();
-  daemon = spawnCli({ fake, ca, args: ['--allow-function', 'e2e-*'] });
-  await daemon.waitFor(/"msg":"listening"/);
-  varnish = await startVarnish({ vcl: lambdaSignVcl(daemon.socketPath, origin.port) });
-  await varnish.waitHealthy('lambda_sign');
-});
-
-test.after(() => stopAll(() => varnish?.stop(), () => daemon?.cleanup(), () => origin?.close(), () => fake?.close(), () => ca?.cleanup()));
+const s = useVarnishStack(['--allow-function', 'e2e-*']);
 
 const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
-const noFailures = (): void => assert.equal(fake.failures.map((f) => f.reason), [], 'every signature verified');
+const noFailures = (): void => assert.equal(s.fake.failures.map((f) => f.reason), [], 'every signature verified');
 
 test('a small POST through Varnish is signed, invoked, and answered', async () => {
-  const before = fake.invocations.length;
+  const before = s.fake.invocations.length;
   const body = JSON.stringify({ hello: 'varnish' });
-  const res = await request(varnish.url, { path: '/lambda/e2e-echo', headers: { 'content-type': 'application/json' }, body });
+  const res = await request(s.varnish.url, { path: '/lambda/e2e-echo', headers: { 'content-type': 'application/json' }, body });
   assert.is(res.status, 200, res.text());
   assert.ok(res.headers['x-varnish'], 'the answer came through Varnish');
   assert.is(res.headers['x-lambda-fallback'], undefined);
   noFailures();
-  assert.is(fake.invocations.length, before + 1);
-  const inv = fake.invocations[before]!;
+  assert.is(s.fake.invocations.length, before + 1);
+  const inv = s.fake.invocations[before]!;
   assert.ok(inv.verified);
   assert.is(inv.method, 'POST');
   assert.is(inv.functionName, 'e2e-echo');
@@ -51,47 +32,47 @@ test('a small POST through Varnish is signed, invoked, and answered', async () =
 });
 
 test('?Qualifier= in the public URL reaches Lambda as the Qualifier', async () => {
-  const before = fake.invocations.length;
-  const res = await request(varnish.url, { path: '/lambda/e2e-echo?Qualifier=live', body: '{}' });
+  const before = s.fake.invocations.length;
+  const res = await request(s.varnish.url, { path: '/lambda/e2e-echo?Qualifier=live', body: '{}' });
   assert.is(res.status, 200, res.text());
-  assert.is(fake.invocations[before]!.qualifier, 'live');
+  assert.is(s.fake.invocations[before]!.qualifier, 'live');
   noFailures();
 });
 
 test('a 5 MB POST arrives whole and signed', async () => {
-  const before = fake.invocations.length;
+  const before = s.fake.invocations.length;
   const body = randomBytes(5 * 1024 * 1024);
-  const res = await request(varnish.url, {
+  const res = await request(s.varnish.url, {
     path: '/lambda/e2e-big',
     headers: { 'content-type': 'application/octet-stream' },
     body,
   });
   assert.is(res.status, 200, res.text());
   noFailures();
-  const inv = fake.invocations[before]!;
+  const inv = s.fake.invocations[before]!;
   assert.is(inv.body.length, body.length);
   assert.is(res.json().bodySha256, sha256(body));
 });
 
 test('a chunked client body (no Content-Length) arrives whole and signed', async () => {
-  const before = fake.invocations.length;
+  const before = s.fake.invocations.length;
   const chunks = ['{"parts":[', '"one",', '"two",', `"${'x'.repeat(100_000)}"`, ']}'];
-  const res = await request(varnish.url, {
+  const res = await request(s.varnish.url, {
     path: '/lambda/e2e-chunked',
     headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
     chunks,
   });
   assert.is(res.status, 200, res.text());
   noFailures();
-  const inv = fake.invocations[before]!;
+  const inv = s.fake.invocations[before]!;
   assert.is(inv.body.toString(), chunks.join(''));
   assert.is(inv.headers['content-length'], String(Buffer.byteLength(chunks.join(''))), 'lambda-sign sends a length');
   assert.is(inv.headers['transfer-encoding'], undefined);
 });
 
 test('headers Varnish or the client add never reach Lambda', async () => {
-  const before = fake.invocations.length;
-  const res = await request(varnish.url, {
+  const before = s.fake.invocations.length;
+  const res = await request(s.varnish.url, {
     path: '/lambda/e2e-headers',
     headers: {
       'content-type': 'application/json',
@@ -109,7 +90,7 @@ test('headers Varnish or the client add never reach Lambda', async () => {
   });
   assert.is(res.status, 200, res.text());
   noFailures();
-  const inv = fake.invocations[before]!;
+  const inv = s.fake.invocations[before]!;
   const names = Object.keys(inv.headers).filter((h) => !h.startsWith(':'));
   for (const h of ['x-varnish', 'via', 'x-forwarded-for', 'cookie', 'x-amz-security-token', 'x-custom', 'x-amz-client-context', 'x-amz-invocation-type']) {
     assert.not.ok(names.includes(h), `${h} reached Lambda: ${names.join(', ')}`);
@@ -119,33 +100,33 @@ test('headers Varnish or the client add never reach Lambda', async () => {
   assert.equal(names.filter((h) => !allowed.has(h)), [], `unexpected headers at Lambda: ${names.join(', ')}`);
   assert.ok(String(inv.headers.authorization).includes('Credential=AKIDTEST/'), "lambda-sign's signature, not the client's");
   // Varnish did send X-Varnish to lambda-sign: its request log line carries the id.
-  const line = await daemon.waitFor(/"msg":"request".*e2e-headers|e2e-headers.*"msg":"request"/);
+  const line = await s.daemon.waitFor(/"msg":"request".*e2e-headers|e2e-headers.*"msg":"request"/);
   assert.match(String(JSON.parse(line).id), /^\d+$/);
 });
 
 test('invocations are never cached: the same POST twice invokes twice', async () => {
-  const before = fake.invocations.length;
+  const before = s.fake.invocations.length;
   for (let i = 0; i < 2; i++) {
-    const res = await request(varnish.url, { path: '/lambda/e2e-twice', body: '{"same":true}' });
+    const res = await request(s.varnish.url, { path: '/lambda/e2e-twice', body: '{"same":true}' });
     assert.is(res.status, 200);
   }
-  assert.is(fake.invocations.length, before + 2);
+  assert.is(s.fake.invocations.length, before + 2);
 });
 
 test('64 concurrent clients, 4 requests each: every answer is theirs, none fails', async () => {
   // Slow enough that all 64 overlap. (A handler's own sleep, not the fake's delayMs, whose
   // per-answer abort listener makes Node warn above ten at once.)
-  fake.on('e2e-concurrent', async (inv) => {
+  s.fake.on('e2e-concurrent', async (inv) => {
     await sleep(150);
     return { status: 200, headers: { 'content-type': 'application/json' }, body: inv.body };
   });
-  const before = fake.invocations.length;
-  const peak = fake.maxInflight;
+  const before = s.fake.invocations.length;
+  const peak = s.fake.maxInflight;
   const clients = Array.from({ length: 64 }, async (_, c) => {
     const results: string[] = [];
     for (let r = 0; r < 4; r++) {
       const body = JSON.stringify({ client: c, round: r, pad: 'p'.repeat(c * 100) });
-      const res = await request(varnish.url, { path: '/lambda/e2e-concurrent', headers: { 'content-type': 'application/json' }, body });
+      const res = await request(s.varnish.url, { path: '/lambda/e2e-concurrent', headers: { 'content-type': 'application/json' }, body });
       if (res.status !== 200) results.push(`client ${c} round ${r}: ${res.status} ${res.text().slice(0, 200)}`);
       else if (res.text() !== body) results.push(`client ${c} round ${r}: someone else's answer`);
     }
@@ -153,30 +134,30 @@ test('64 concurrent clients, 4 requests each: every answer is theirs, none fails
   });
   const errors = (await Promise.all(clients)).flat();
   assert.equal(errors, []);
-  assert.is(fake.invocations.length - before, 256);
+  assert.is(s.fake.invocations.length - before, 256);
   noFailures();
-  assert.ok(fake.maxInflight >= Math.max(peak, 32), `only ${fake.maxInflight} invocations were in flight at once`);
-  assert.not.ok(daemon.lines.some((l) => /"level":(40|50|60)/.test(l) && l.includes('e2e-concurrent')), 'no warning or error logged');
+  assert.ok(s.fake.maxInflight >= Math.max(peak, 32), `only ${s.fake.maxInflight} invocations were in flight at once`);
+  assert.not.ok(s.daemon.lines.some((l) => /"level":(40|50|60)/.test(l) && l.includes('e2e-concurrent')), 'no warning or error logged');
 });
 
 test('origin URLs are not sent to lambda-sign', async () => {
-  const before = fake.invocations.length;
-  const res = await request(varnish.url, { method: 'GET', path: '/index.html' });
+  const before = s.fake.invocations.length;
+  const res = await request(s.varnish.url, { method: 'GET', path: '/index.html' });
   assert.is(res.status, 200);
   assert.is(res.text(), 'origin: GET /index.html');
-  assert.is(fake.invocations.length, before);
+  assert.is(s.fake.invocations.length, before);
 });
 
 test('GET on an invocation URL is 405, a malformed one 404; neither reaches lambda-sign', async () => {
-  const before = fake.invocations.length;
-  const get = await request(varnish.url, { method: 'GET', path: '/lambda/e2e-echo' });
+  const before = s.fake.invocations.length;
+  const get = await request(s.varnish.url, { method: 'GET', path: '/lambda/e2e-echo' });
   assert.is(get.status, 405);
   assert.is(get.headers.allow, 'POST');
   assert.is(get.json().error, 'MethodNotAllowed');
-  const bad = await request(varnish.url, { path: '/lambda/../etc/passwd', body: '{}' });
+  const bad = await request(s.varnish.url, { path: '/lambda/../etc/passwd', body: '{}' });
   assert.is(bad.status, 404);
   assert.is(bad.json().error, 'NotFound');
-  assert.is(fake.invocations.length, before);
+  assert.is(s.fake.invocations.length, before);
 });
 
 test.run();

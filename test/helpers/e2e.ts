@@ -5,11 +5,12 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import type { FakeAnswer, FakeLambda } from './fake-lambda.ts';
-import type { TestCA } from './tls.ts';
+import { test } from 'uvu';
+import { startFakeLambda, type FakeAnswer, type FakeLambda } from './fake-lambda.ts';
+import { makeTestCA, type TestCA } from './tls.ts';
 import { TEST_KEY } from './daemon.ts';
 import { CLI, isolatedEnv, spawnDaemon, type DaemonProcess } from './process.ts';
-import { shippedVcl, which } from './varnish.ts';
+import { shippedVcl, startVarnish, which, type Varnish } from './varnish.ts';
 
 export const SOCKET_ACTIVATE = which('systemd-socket-activate', ['/usr/bin', '/lib/systemd', '/usr/lib/systemd']);
 const SETPRIV = which('setpriv', ['/usr/bin']);
@@ -150,4 +151,32 @@ export function within<T>(promise: Promise<T>, ms: number, what: string): Promis
     timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export interface VarnishStack {
+  ca: TestCA;
+  fake: FakeLambda;
+  origin: Origin;
+  daemon: DaemonProcess;
+  varnish: Varnish;
+}
+
+/**
+ * The usual end-to-end chain, built before the suite's tests and stopped after them:
+ * a fresh CA, the verifying fake Lambda, an origin, the built CLI with `args`, and varnishd
+ * with the shipped lambda-sign.vcl pointed at both, once its probe says healthy.
+ */
+export function useVarnishStack(args: string[]): VarnishStack {
+  const s = {} as VarnishStack;
+  test.before(async () => {
+    s.ca = await makeTestCA();
+    s.fake = await startFakeLambda({ tls: { cert: s.ca.cert, key: s.ca.key } });
+    s.origin = await startOrigin();
+    s.daemon = spawnCli({ fake: s.fake, ca: s.ca, args });
+    await s.daemon.waitFor(/"msg":"listening"/);
+    s.varnish = await startVarnish({ vcl: lambdaSignVcl(s.daemon.socketPath, s.origin.port) });
+    await s.varnish.waitHealthy('lambda_sign');
+  });
+  test.after(() => stopAll(() => s.varnish?.stop(), () => s.daemon?.cleanup(), () => s.origin?.close(), () => s.fake?.close(), () => s.ca?.cleanup()));
+  return s;
 }
