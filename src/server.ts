@@ -209,6 +209,8 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
       );
     } catch (err) {
       if (ex.cancel.reason !== undefined) throw ex.cancel.reason;
+      // The rest of the answer is useless: cancel it instead of reading it to the end.
+      ex.up.body.destroy();
       throw err;
     } finally {
       ex.done();

@@ -70,6 +70,13 @@ export class SessionPool {
     return this.sessions.length;
   }
 
+  /** Streams open (or reserved) on the sessions in the pool. */
+  get streams(): number {
+    let n = 0;
+    for (const s of this.sessions) n += s.active;
+    return n;
+  }
+
   /** A session with a free stream slot, reserved for the caller; release() gives it back. */
   async acquire(): Promise<PooledSession> {
     if (this.http1Only) throw new NoHttp2Error();

@@ -56,6 +56,8 @@ export interface Upstream {
   forward(req: UpstreamRequest, cancel?: Cancel): Promise<UpstreamResponse>;
   /** Open HTTP/2 sessions (0 on HTTP/1.1). */
   readonly sessions: number;
+  /** HTTP/2 streams open on them. */
+  readonly streams: number;
   /** Sends GOAWAY and lets open streams finish, for at most graceMs. */
   close(graceMs?: number): Promise<void>;
 }
@@ -126,6 +128,9 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
     },
     get sessions() {
       return pool?.size ?? 0;
+    },
+    get streams() {
+      return pool?.streams ?? 0;
     },
     async close(graceMs = 5000) {
       await pool?.close(graceMs);

@@ -149,6 +149,17 @@ test('an answer that is not a response object is 502 InvalidFunctionResponse', a
   assert.is(res.json().error, 'InvalidFunctionResponse');
 });
 
+test('an answer too large to decode is 502 InvalidFunctionResponse, and its stream does not linger', async () => {
+  // Past 8 MiB the rest of the answer is useless: the stream is cancelled rather than read
+  // to the end, and in no case may it keep its HTTP/2 session slot.
+  s.fake.on('site', () => ({ status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.alloc(9 << 20, 0x61) }));
+  const res = await send(s.daemon.socketPath, { method: 'GET', path: '/huge', headers: { 'x-lambda-function': 'site' } });
+  assert.is(res.status, 502);
+  assert.is(res.json().error, 'InvalidFunctionResponse');
+  for (let i = 0; i < 100 && s.daemon.upstream.streams > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.is(s.daemon.upstream.streams, 0, 'the upstream stream was closed');
+});
+
 test('Lambda’s own errors keep their status (429 with Retry-After, 404)', async () => {
   s.fake.on('site', () => ({ status: 429, headers: { 'retry-after': '3', 'x-amzn-errortype': 'TooManyRequestsException' }, body: '{"message":"Rate exceeded"}' }));
   const res = await send(s.daemon.socketPath, { method: 'GET', path: '/', headers: { 'x-lambda-function': 'site' } });
