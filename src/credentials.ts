@@ -26,6 +26,8 @@ export interface CredentialOptions {
   now?: () => number;
   /** Every lookup's outcome: a first resolution or a refresh, ok or not. */
   onRefresh?: (ok: boolean, err?: unknown) => void;
+  /** A lookup that takes longer fails (a hung credential_process or SSO call must be a 503). */
+  lookupTimeoutMs?: number;
 }
 
 type Provider = (opts?: { forceRefresh?: boolean }) => Promise<AwsCredentialIdentity>;
@@ -35,7 +37,21 @@ export function defaultChain(opts: { profile?: string } = {}): AwsCredentialIden
 }
 
 export function createCredentials(provider: AwsCredentialIdentityProvider, opts: CredentialOptions = {}): CredentialSource {
-  const lookup = provider as Provider;
+  const timeoutMs = opts.lookupTimeoutMs ?? 10_000;
+  const lookup = async (o: { forceRefresh?: boolean }): Promise<AwsCredentialIdentity> => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        // async: a provider that throws synchronously becomes a rejection, not an escape
+        (async () => (provider as Provider)(o))(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`credential lookup took more than ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   const failureTtlMs = opts.failureTtlMs ?? 1000;
   const windowMs = opts.refreshWindowMs ?? 5 * 60_000;
   const retryMs = opts.refreshRetryMs ?? 10_000;

@@ -61,6 +61,8 @@ interface RequestLog {
   bytesOut?: number;
   /** Set once an invocation holds an admission slot and buffer bytes. */
   hold?: Hold;
+  /** Varnish's connection for this request has closed. */
+  closed?: boolean;
 }
 
 /** An upstream exchange in progress: its answer, and the hook that ends its timer. */
@@ -99,6 +101,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     if (draining) res.shouldKeepAlive = false;
     res.once('close', () => {
       inflight--;
+      entry.closed = true;
       const hold = entry.hold;
       if (hold !== undefined) {
         hold.release();
@@ -141,9 +144,12 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
   server.requestTimeout = 300_000;
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (!socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-    const e = errorResponse(new InvalidRequestError(status === 431 ? 'request headers too large' : 'malformed HTTP request'));
+    // A response already under way on this connection cannot be followed by another.
+    const busy = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
+    if (!socket.writable || busy || err.code === 'ECONNRESET') return void socket.destroy();
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const message = status === 431 ? 'request headers too large' : status === 408 ? 'request not received in time' : 'malformed HTTP request';
+    const e = errorResponse(new InvalidRequestError(message));
     const head = Object.entries(e.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
     socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n${head}connection: close\r\n\r\n${e.body}`);
     log.debug({ err }, 'malformed request');
@@ -249,6 +255,15 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     timeoutMs = config.timeoutMs,
   ): Promise<Exchange> {
     const target = invokeTarget(fn, qualifier);
+    // Watch for a hang-up from here on: one during signing (a credential lookup can take
+    // seconds) must stop the invocation from being sent at all.
+    const abort = new Cancel();
+    const onClose = (): void => {
+      clearTimeout(timer);
+      if (!res!.writableFinished) abort.cancel(new ClientGoneError('client closed the connection'));
+    };
+    res?.once('close', onClose);
+    let timer: NodeJS.Timeout | undefined;
     headers.host = config.signingHost;
     headers['content-length'] = String(body.length);
     const sign = () =>
@@ -259,19 +274,20 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
         headers,
         body,
       });
-    let signed = await sign();
+    let signed: Record<string, string>;
+    try {
+      signed = await sign();
+    } catch (err) {
+      res?.off('close', onClose);
+      throw err;
+    }
+    if (entry.closed || abort.reason !== undefined) throw new ClientGoneError('client closed the connection');
 
-    const abort = new Cancel();
     const started = performance.now();
-    const timer = setTimeout(
+    timer = setTimeout(
       () => abort.cancel(new UpstreamTimeoutError(`no complete answer from Lambda within ${timeoutMs / 1000} s`)),
       timeoutMs,
     );
-    const onClose = (): void => {
-      clearTimeout(timer);
-      if (!res!.writableFinished) abort.cancel(new ClientGoneError('client closed the connection'));
-    };
-    res?.once('close', onClose);
     let finished = false;
     const done = (): void => {
       if (finished) return;

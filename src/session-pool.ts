@@ -219,6 +219,10 @@ export class SessionPool {
     });
     // Let an idle pool not keep the process alive.
     s.unref();
-    if (this.closing) this.retire(p);
+    // Connected after close() or retire(): retire() already ran and will not close it again.
+    if (this.closing || p.dead) {
+      p.dead = true;
+      if (p.active === 0) s.close();
+    }
   }
 }

@@ -46,8 +46,14 @@ export class Cancel {
     this.listener = undefined;
     l?.(reason);
   }
-  listen(fn: ((reason: Error) => void) | undefined): void {
+  /** Sets the listener; if already cancelled, calls it at once (a late listener must not miss it). */
+  listen(fn: (reason: Error) => void): void {
+    if (this.reason !== undefined) return fn(this.reason);
     this.listener = fn;
+  }
+  /** Removes `fn` only if it is still the listener: a finished attempt must not unhook a retry's. */
+  unlisten(fn: (reason: Error) => void): void {
+    if (this.listener === fn) this.listener = undefined;
   }
 }
 
@@ -146,6 +152,11 @@ function requestOnSession(
   signal: Cancel | undefined,
 ): Promise<Omit<UpstreamResponse, 'retries'>> {
   return new Promise((resolve, reject) => {
+    if (signal?.reason !== undefined) {
+      // Cancelled while a session was being acquired: send nothing.
+      pool.release(pooled);
+      return reject(signal.reason);
+    }
     const headers: Record<string, string> = { ':method': req.method, ':path': req.target, ':scheme': 'https' };
     for (const name in req.headers) {
       // RFC 9113 §8.3.1: :authority replaces Host; it carries the same, signed, value.
@@ -182,7 +193,7 @@ function requestOnSession(
     });
     stream.once('close', () => {
       pool.release(pooled);
-      signal?.listen(undefined);
+      signal?.unlisten(onAbort);
       if (responded || signal?.reason !== undefined) return;
       // RFC 9113 §8.7: REFUSED_STREAM, or a stream above GOAWAY's last-stream-id, was
       // not processed and may be retried; anything else may have run.
@@ -246,12 +257,12 @@ class Http1Client {
       });
       r.once('response', (res) => {
         responded = true;
-        res.once('close', () => signal?.listen(undefined));
+        res.once('close', () => signal?.unlisten(onAbort));
         resolve({ status: res.statusCode ?? 502, headers: res.headers, body: res, protocol: 'http/1.1' });
       });
       r.on('error', (err: NodeJS.ErrnoException) => {
         if (responded) return;
-        signal?.listen(undefined);
+        signal?.unlisten(onAbort);
         if (signal?.reason !== undefined) return;
         if (!connected && !r.reusedSocket && err.code !== undefined && CONNECT_ERRORS.has(err.code)) {
           return reject(new Unprocessed('connect', { cause: err }));

@@ -137,6 +137,34 @@ test('credentials that cannot be resolved: invokes and /healthz answer 503, noth
   }
 });
 
+test('regression: a client that hangs up while credentials are being looked up invokes nothing', async () => {
+  // The hang-up listener was attached only after signing; a close during a slow credential
+  // lookup went unseen, the invocation was sent, and its answer had nowhere to go.
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const credentials = createCredentials(async () => {
+    await gate;
+    return { accessKeyId: 'AKIDTEST', secretAccessKey: 'secret-test-key' };
+  });
+  const d = await startDaemon({ endpoint: s.fake.url, ca: s.ca.ca, credentials });
+  try {
+    const before = s.fake.invocations.length + s.fake.failures.length;
+    const c = net.connect(d.socketPath);
+    c.on('error', () => {});
+    c.write(`POST ${invokePath('f')} HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}`);
+    for (let i = 0; i < 50 && d.server.inflight === 0; i++) await sleep(10);
+    c.destroy();
+    await sleep(50);
+    release();
+    await sleep(200);
+    assert.is(s.fake.invocations.length + s.fake.failures.length, before, 'nothing reached Lambda');
+    assert.is(d.upstream.streams, 0);
+    assert.is(d.server.inflight, 0);
+  } finally {
+    await d.close();
+  }
+});
+
 test('credentials that appear later are picked up without a restart', async () => {
   let available = false;
   const credentials = createCredentials(

@@ -245,6 +245,15 @@ test('a provider that throws synchronously is asked again after the failure wind
   assert.equal(creds, { ...CREDS, accessKeyId: 'AKID2' });
 });
 
+test('a lookup that hangs fails after lookupTimeoutMs: a 503, not a hung request', async () => {
+  const provider = (() => new Promise(() => {})) as AwsCredentialIdentityProvider;
+  const source = createCredentials(provider, { lookupTimeoutMs: 30 });
+  const t0 = Date.now();
+  const err = await rejection(source.get());
+  assert.instance(err, CredentialsUnavailableError);
+  assert.ok(Date.now() - t0 < 1000);
+});
+
 test('staticCredentials always answers the same credentials', async () => {
   const source = staticCredentials(CREDS);
   assert.equal(await source.get(), CREDS);
