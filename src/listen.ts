@@ -34,17 +34,22 @@ export async function listen(server: Server, opts: ListenOptions): Promise<Liste
   }
   await removeStale(opts.socketPath);
   await listening(server, { path: opts.socketPath, backlog });
-  fs.chmodSync(opts.socketPath, opts.socketMode);
-  const ino = fs.statSync(opts.socketPath).ino;
-  return {
-    cleanup() {
-      try {
-        // A newer instance may already own the path; only remove our own inode.
-        if (fs.statSync(opts.socketPath).ino === ino) fs.unlinkSync(opts.socketPath);
-      } catch {
-        // already gone
-      }
-    },
+  return { cleanup: ownSocket(opts.socketPath, opts.socketMode) };
+}
+
+/**
+ * Applies the mode to a socket file we just created and returns its removal: only of our
+ * own inode, since a newer instance may already have replaced the path.
+ */
+export function ownSocket(path: string, mode: number): () => void {
+  fs.chmodSync(path, mode);
+  const ino = fs.statSync(path).ino;
+  return () => {
+    try {
+      if (fs.statSync(path).ino === ino) fs.unlinkSync(path);
+    } catch {
+      // already gone
+    }
   };
 }
 

@@ -69,6 +69,13 @@ export function createMetrics(opts: { sessions?: () => number; defaultMetrics?: 
   const bytesIn = new client.Counter({ name: 'lambda_sign_request_bytes_total', help: 'Bytes sent to Lambda in invocation bodies', registers: [registry] });
   const bytesOut = new client.Counter({ name: 'lambda_sign_response_bytes_total', help: 'Response body bytes sent to Varnish', registers: [registry] });
 
+  // Children cached per label value: labels() hashes its arguments on every call. The keys
+  // are bounded because label() caps the function names.
+  const cached = <T>(map: Map<string, T>, key: string, make: () => T): T => {
+    let child = map.get(key);
+    if (child === undefined) map.set(key, (child = make()));
+    return child;
+  };
   const seen = new Set<string>();
   const requestChildren = new Map<string, client.Counter.Internal>();
   const durationChildren = new Map<string, client.Histogram.Internal<'function'>>();
@@ -83,27 +90,15 @@ export function createMetrics(opts: { sessions?: () => number; defaultMetrics?: 
   return {
     registry,
     request(fn, status, code, inBytes, outBytes) {
-      // Children cached per label pair: labels() hashes its arguments on every call.
       const fnLabel = label(fn);
-      const key = `${fnLabel}\0${status}`;
-      let child = requestChildren.get(key);
-      if (child === undefined) {
-        child = requests.labels(fnLabel, String(status));
-        requestChildren.set(key, child);
-      }
-      child.inc();
+      cached(requestChildren, `${fnLabel}\0${status}`, () => requests.labels(fnLabel, String(status))).inc();
       if (code !== undefined) errors.inc({ code });
       if (inBytes > 0) bytesIn.inc(inBytes);
       if (outBytes > 0) bytesOut.inc(outBytes);
     },
     upstreamDuration(fn, seconds) {
       const fnLabel = label(fn);
-      let child = durationChildren.get(fnLabel);
-      if (child === undefined) {
-        child = duration.labels(fnLabel);
-        durationChildren.set(fnLabel, child);
-      }
-      child.observe(seconds);
+      cached(durationChildren, fnLabel, () => duration.labels(fnLabel)).observe(seconds);
     },
     inflight(delta) {
       inflight.inc(delta);

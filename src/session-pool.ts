@@ -11,7 +11,7 @@ import net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import http2wrapper from 'http2-wrapper';
 
-/** Thrown by acquire() when the origin negotiated HTTP/1.1: the caller switches transport. */
+/** Thrown by reserve() or `ready` when the origin negotiated HTTP/1.1: the caller switches transport. */
 export class NoHttp2Error extends Error {
   constructor() {
     super('origin does not offer h2');
@@ -77,33 +77,26 @@ export class SessionPool {
     return n;
   }
 
-  /** A session with a free stream slot, reserved for the caller; release() gives it back. */
-  async acquire(): Promise<PooledSession> {
+  /**
+   * Reserves a stream slot, without a promise in the common case: a connected session
+   * with room first, else one still connecting, else a new one. The caller awaits
+   * `ready` when `session` is not set yet; release() gives the slot back.
+   */
+  reserve(): PooledSession {
     if (this.http1Only) throw new NoHttp2Error();
     if (this.closing) throw new ConnectError('upstream is closing');
+    let connecting: PooledSession | undefined;
     for (const s of this.sessions) {
-      if (s.active < s.limit) {
+      if (s.active >= s.limit) continue;
+      if (s.session !== undefined) {
         s.active++;
-        await s.ready;
         return s;
       }
+      connecting ??= s;
     }
-    const s = this.open();
+    const s = connecting ?? this.open();
     s.active++;
-    await s.ready;
     return s;
-  }
-
-  /** The common case without a promise: a connected session with a free slot, or undefined. */
-  acquireReady(): PooledSession | undefined {
-    if (this.http1Only || this.closing) return undefined;
-    for (const s of this.sessions) {
-      if (s.session !== undefined && s.active < s.limit) {
-        s.active++;
-        return s;
-      }
-    }
-    return undefined;
   }
 
   release(s: PooledSession): void {

@@ -97,14 +97,13 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
 
   const once = async (req: UpstreamRequest, signal: Cancel | undefined): Promise<Omit<UpstreamResponse, 'retries'>> => {
     if (pool !== undefined && !pool.http1Only) {
-      let session = pool.acquireReady();
-      if (session === undefined) {
-        try {
-          session = await pool.acquire();
-        } catch (err) {
-          if (err instanceof NoHttp2Error) return h1.request(req, signal);
-          throw new Unprocessed('connect', { cause: err });
-        }
+      let session: PooledSession;
+      try {
+        session = pool.reserve();
+        if (session.session === undefined) await session.ready;
+      } catch (err) {
+        if (err instanceof NoHttp2Error) return h1.request(req, signal);
+        throw new Unprocessed('connect', { cause: err });
       }
       return requestOnSession(pool, session, req, signal);
     }
@@ -153,7 +152,7 @@ function requestOnSession(
 ): Promise<Omit<UpstreamResponse, 'retries'>> {
   return new Promise((resolve, reject) => {
     if (signal?.reason !== undefined) {
-      // Cancelled while a session was being acquired: send nothing.
+      // Cancelled while a session was being connected: send nothing.
       pool.release(pooled);
       return reject(signal.reason);
     }

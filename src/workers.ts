@@ -3,10 +3,9 @@
 // file (stale check, mode, removal), restarts of crashed workers, the aggregated
 // metrics, and the drain on SIGTERM, which it hands to every worker.
 import cluster, { type Worker } from 'node:cluster';
-import fs from 'node:fs';
 import client from 'prom-client';
 import type { Config } from './config.js';
-import { removeStale } from './listen.js';
+import { ownSocket, removeStale } from './listen.js';
 import type { Logger } from './log.js';
 import { serveMetrics, type MetricsListener } from './metrics.js';
 
@@ -17,14 +16,13 @@ export async function runPrimary(config: Config, log: Logger, exit: (code: numbe
   if (config.listenFd === undefined) await removeStale(config.socketPath);
   const env = config.listenFd === undefined ? {} : { [WORKER_FD_ENV]: String(config.listenFd) };
   let stopping = false;
-  let socketIno: number | undefined;
+  let removeSocket: (() => void) | undefined;
 
   const fork = (): Worker => cluster.fork(env);
   cluster.on('listening', () => {
-    if (socketIno !== undefined || config.listenFd !== undefined) return;
+    if (removeSocket !== undefined || config.listenFd !== undefined) return;
     // The primary created the socket for the first worker that listened: set its mode once.
-    fs.chmodSync(config.socketPath, config.socketMode);
-    socketIno = fs.statSync(config.socketPath).ino;
+    removeSocket = ownSocket(config.socketPath, config.socketMode);
     log.info({ workers: config.workers, socket: config.socketPath }, 'listening');
   });
   cluster.on('exit', (worker, code, signal) => {
@@ -61,13 +59,7 @@ export async function runPrimary(config: Config, log: Logger, exit: (code: numbe
     await exited;
     clearTimeout(deadline);
     await metricsListener?.close();
-    if (socketIno !== undefined) {
-      try {
-        if (fs.statSync(config.socketPath).ino === socketIno) fs.unlinkSync(config.socketPath);
-      } catch {
-        // already gone
-      }
-    }
+    removeSocket?.();
     log.info('stopped');
     log.flush();
     exit(0);
