@@ -1,15 +1,15 @@
-// A pool of HTTP/2 sessions to one origin.
+// A pool of HTTP/2 connections to one origin.
 //
 // Why not http2-wrapper's Agent: it keeps handing out sessions that received GOAWAY
 // (http2-wrapper issue #89), so every later request fails with
 // ERR_HTTP2_GOAWAY_SESSION; and its ClientRequest layer costs ~20% on the hot path
-// (its own README's benchmark). We keep http2-wrapper for ALPN negotiation (its
-// resolveProtocol coalesces probes and hands back the negotiated TLS socket) and
-// drive node:http2 sessions directly.
-import http2, { type ClientHttp2Session } from 'node:http2';
+// (its own README's benchmark). Why not node:http2 sessions either: see h2/connection.ts.
+// We keep http2-wrapper for ALPN negotiation (its resolveProtocol coalesces probes and
+// hands back the negotiated TLS socket) and run our own HTTP/2 client on that socket.
 import net from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import tls, { type TLSSocket } from 'node:tls';
 import http2wrapper from 'http2-wrapper';
+import { H2Connection } from './h2/connection.js';
 
 /** Thrown by reserve() or `ready` when the origin negotiated HTTP/1.1: the caller switches transport. */
 export class NoHttp2Error extends Error {
@@ -26,9 +26,8 @@ export class PooledSession {
   /** Until the peer's SETTINGS arrive, assume RFC 9113 §6.5.2's recommended minimum. */
   limit = 100;
   dead = false;
-  goawayLastStreamId: number | undefined;
   /** Set once connected; until then callers wait on `ready`. */
-  session: ClientHttp2Session | undefined;
+  session: H2Connection | undefined;
   constructor(readonly ready: Promise<void>) {}
 }
 
@@ -42,11 +41,8 @@ export interface SessionPoolOptions {
   maxStreamsPerSession?: number;
 }
 
-const SESSION_SETTINGS: http2.Settings = {
-  enablePush: false,
-  // Responses (rendered pages, images) should not stall on 64 KiB windows.
-  initialWindowSize: 1 << 20,
-};
+// Responses (rendered pages, images) should not stall on 64 KiB windows.
+const STREAM_WINDOW = 1 << 20;
 const CONNECTION_WINDOW = 8 << 20;
 
 export class SessionPool {
@@ -89,6 +85,11 @@ export class SessionPool {
     for (const s of this.sessions) {
       if (s.active >= s.limit) continue;
       if (s.session !== undefined) {
+        if (s.session.closing) {
+          // Out of stream ids, or told to go away: it finishes what it has.
+          this.retire(s);
+          return this.reserve();
+        }
         s.active++;
         return s;
       }
@@ -110,7 +111,7 @@ export class SessionPool {
     s.dead = true;
     const i = this.sessions.indexOf(s);
     if (i !== -1) this.sessions.splice(i, 1);
-    if (s.active === 0 && s.session !== undefined && !s.session.destroyed) s.session.close();
+    if (s.active === 0 && s.session !== undefined) s.session.close();
   }
 
   /** GOAWAY to every session; resolves when their streams have finished, or after graceMs. */
@@ -150,7 +151,7 @@ export class SessionPool {
     return pooled;
   }
 
-  private async connect(): Promise<ClientHttp2Session> {
+  private async connect(): Promise<H2Connection> {
     const result = await this.resolveProtocol({
       host: this.host,
       port: this.port,
@@ -160,7 +161,7 @@ export class SessionPool {
       resolveSocket: true,
       timeout: this.opts.connectTimeoutMs,
     } as unknown as Parameters<typeof this.resolveProtocol>[0]);
-    const socket = (result as { socket?: TLSSocket }).socket;
+    let socket = (result as { socket?: TLSSocket }).socket;
     if (result.timeout) {
       socket?.destroy();
       throw new Error(`TLS connect timed out after ${this.opts.connectTimeoutMs} ms`);
@@ -170,52 +171,49 @@ export class SessionPool {
       this.http1Only = true;
       throw new NoHttp2Error();
     }
-    socket?.setTimeout(0);
-    const session = http2.connect(this.opts.origin, {
-      ...(socket !== undefined
-        ? { createConnection: () => socket }
-        : { ca: this.opts.ca, servername: this.servername, ALPNProtocols: ['h2'] }),
-      settings: SESSION_SETTINGS,
-      // Queued request bodies count against this (in MB); bound memory elsewhere.
-      maxSessionMemory: 1024,
-    });
+    // The protocol was known already (resolveProtocol caches it): connect ourselves.
+    socket ??= await this.tlsConnect();
+    socket.setTimeout(0);
+    return new H2Connection(socket, { streamWindow: STREAM_WINDOW, connectionWindow: CONNECTION_WINDOW });
+  }
+
+  private tlsConnect(): Promise<TLSSocket> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => session.destroy(new Error('HTTP/2 connect timed out')), this.opts.connectTimeoutMs);
-      const onError = (err: Error): void => {
+      const socket = tls.connect({ host: this.host, port: this.port, servername: this.servername, ca: this.opts.ca, ALPNProtocols: ['h2'] });
+      const timer = setTimeout(() => socket.destroy(new Error(`TLS connect timed out after ${this.opts.connectTimeoutMs} ms`)), this.opts.connectTimeoutMs);
+      socket.once('error', (err) => {
         clearTimeout(timer);
         reject(err);
-      };
-      session.once('error', onError);
-      session.once('connect', () => {
+      });
+      socket.once('secureConnect', () => {
         clearTimeout(timer);
-        session.off('error', onError);
-        resolve(session);
+        if (socket.alpnProtocol !== 'h2') {
+          socket.destroy();
+          reject(new Error(`the endpoint negotiated ${socket.alpnProtocol || 'no protocol'} instead of h2`));
+          return;
+        }
+        socket.removeAllListeners('error');
+        resolve(socket);
       });
     });
   }
 
-  private watch(p: PooledSession, s: ClientHttp2Session): void {
-    s.setLocalWindowSize(CONNECTION_WINDOW);
+  private watch(p: PooledSession, c: H2Connection): void {
     const max = this.opts.maxStreamsPerSession ?? 1000;
-    const applySettings = (): void => {
-      p.limit = Math.max(1, Math.min(s.remoteSettings.maxConcurrentStreams ?? 100, max));
-    };
-    s.on('remoteSettings', applySettings);
-    s.on('goaway', (_code: number, lastStreamId: number) => {
-      p.goawayLastStreamId = lastStreamId;
-      this.retire(p);
+    c.on('remoteSettings', () => {
+      p.limit = Math.max(1, Math.min(c.maxConcurrentStreams, max));
     });
-    s.on('error', () => this.retire(p));
-    s.on('close', () => this.retire(p));
-    s.setTimeout(this.opts.idleTimeoutMs, () => {
+    c.on('goaway', () => this.retire(p));
+    c.on('close', () => this.retire(p));
+    c.socket.setTimeout(this.opts.idleTimeoutMs, () => {
       if (p.active === 0) this.retire(p);
     });
     // Let an idle pool not keep the process alive.
-    s.unref();
+    c.socket.unref();
     // Connected after close() or retire(): retire() already ran and will not close it again.
     if (this.closing || p.dead) {
       p.dead = true;
-      if (p.active === 0) s.close();
+      if (p.active === 0) c.close();
     }
   }
 }

@@ -2,14 +2,13 @@
 // HTTP/1.1 keep-alive when ALPN says so (or for an http:// test endpoint), and
 // retries only what RFC 9113 §8.7 says the server never processed.
 import http, { type IncomingHttpHeaders } from 'node:http';
-import http2, { type ClientHttp2Stream, type IncomingHttpHeaders as H2Headers } from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
 import type { Readable } from 'node:stream';
 import { UpstreamUnavailableError } from './errors.js';
+import { REFUSED_STREAM, type H2Stream } from './h2/connection.js';
 import { NoHttp2Error, SessionPool, type PooledSession } from './session-pool.js';
 
-const { NGHTTP2_REFUSED_STREAM, NGHTTP2_CANCEL } = http2.constants;
 
 export interface UpstreamRequest {
   readonly method: string;
@@ -22,7 +21,7 @@ export interface UpstreamRequest {
 
 export interface UpstreamResponse {
   readonly status: number;
-  readonly headers: IncomingHttpHeaders | H2Headers;
+  readonly headers: IncomingHttpHeaders | Record<string, string | string[]>;
   readonly body: Readable;
   readonly protocol: 'h2' | 'http/1.1';
   /** How many times the request was sent again before this answer. */
@@ -156,54 +155,48 @@ function requestOnSession(
       pool.release(pooled);
       return reject(signal.reason);
     }
-    const headers: Record<string, string> = { ':method': req.method, ':path': req.target, ':scheme': 'https' };
+    // RFC 9113 §8.3: pseudo-headers first; :authority replaces Host and carries the same,
+    // signed, value.
+    const headers: string[] = [':method', req.method, ':scheme', 'https', ':authority', '', ':path', req.target];
     for (const name in req.headers) {
-      // RFC 9113 §8.3.1: :authority replaces Host; it carries the same, signed, value.
-      if (name === 'host') headers[':authority'] = req.headers[name]!;
-      else headers[name] = req.headers[name]!;
+      if (name === 'host') headers[5] = req.headers[name]!;
+      else headers.push(name, req.headers[name]!);
     }
-    let stream: ClientHttp2Stream;
+    let stream: H2Stream;
     try {
-      stream = pooled.session!.request(headers, { endStream: false });
+      stream = pooled.session!.request(headers, req.body);
     } catch (err) {
-      // The session is closing (GOAWAY) or gone: nothing was sent.
+      // The connection is closing (GOAWAY) or gone: nothing was sent.
       pool.release(pooled);
       pool.retire(pooled);
       reject(new Unprocessed('goaway', { cause: err }));
       return;
     }
     let responded = false;
-    let streamError: Error | undefined;
     const onAbort = (reason: Error): void => {
-      // RST_STREAM(CANCEL) tells Lambda we no longer want the answer. A stream closed
-      // locally ends its readable side as if complete, so destroy it with the reason
-      // too: whoever reads the body must see an error, never a truncated success.
-      if (!stream.closed) stream.close(NGHTTP2_CANCEL);
-      stream.destroy(reason);
+      // RST_STREAM(CANCEL) tells Lambda we no longer want the answer, and the body ends
+      // with the reason: whoever reads it sees an error, never a truncated success.
+      stream.cancel(reason);
       if (!responded) reject(reason);
     };
     signal?.listen(onAbort);
-    stream.on('error', (err) => {
-      streamError = err;
-    });
-    stream.once('response', (h) => {
-      responded = true;
-      resolve({ status: Number(h[':status']), headers: h, body: stream, protocol: 'h2' });
-    });
-    stream.once('close', () => {
-      pool.release(pooled);
-      signal?.unlisten(onAbort);
-      if (responded || signal?.reason !== undefined) return;
-      // RFC 9113 §8.7: REFUSED_STREAM, or a stream above GOAWAY's last-stream-id, was
-      // not processed and may be retried; anything else may have run.
-      const last = pooled.goawayLastStreamId;
-      if (stream.rstCode === NGHTTP2_REFUSED_STREAM) return reject(new Unprocessed('refused_stream', { cause: streamError }));
-      if (last !== undefined && (stream.id === undefined || stream.id > last)) {
-        return reject(new Unprocessed('goaway', { cause: streamError }));
+    // Errors reach readers through 'close' without 'end'; an unread body must not throw.
+    stream.on('error', () => {});
+    stream.onClose = () => pool.release(pooled);
+    stream.once('close', () => signal?.unlisten(onAbort));
+    stream.onResponse = (err) => {
+      if (err === undefined) {
+        responded = true;
+        resolve({ status: stream.status, headers: stream.headers, body: stream, protocol: 'h2' });
+        return;
       }
-      reject(new UpstreamUnavailableError('Lambda closed the stream before answering', { cause: streamError }));
-    });
-    stream.end(req.body);
+      signal?.unlisten(onAbort);
+      if (signal?.reason !== undefined) return;
+      // RFC 9113 §8.7: REFUSED_STREAM, or a stream above GOAWAY's last-stream-id, was not
+      // processed and may be retried; anything else may have run.
+      if (err.unprocessed) return reject(new Unprocessed(err.rstCode === REFUSED_STREAM ? 'refused_stream' : 'goaway', { cause: err }));
+      reject(new UpstreamUnavailableError('Lambda closed the stream before answering', { cause: err }));
+    };
   });
 }
 

@@ -217,7 +217,7 @@ for (const level of ['debug', 'trace']) {
     const lines = json(d);
     assert.is(lines[0]!.msg, 'listening', 'the first line is start-up');
     assert.is(lines[0]!.level, 'info');
-    assert.is(lines[lines.length - 1]!.msg, 'stopped', 'the last line is shutdown');
+    assert.is(lines[lines.length - 1]!.msg, 'stopped', `the last line is shutdown: ${d.lines.slice(-4).join('\n')}`);
     assert.ok(lines.some((l) => l.level === 'debug' && /retrying/.test(l.msg)), `${level} detail is logged`);
 
     const reqs = requestLines(d);

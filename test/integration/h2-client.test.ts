@@ -1,0 +1,272 @@
+// Our HTTP/2 client (src/h2) against node:http2's server (nghttp2): an independent
+// implementation of the same protocol, whose HPACK encoder uses Huffman coding and the
+// dynamic table, and which enforces flow control, frame sizes and settings on its side.
+import { once } from 'node:events';
+import http2 from 'node:http2';
+import net from 'node:net';
+import tls from 'node:tls';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { CANCEL, H2Connection, H2StreamError, REFUSED_STREAM, type H2Stream } from '../../src/h2/connection.ts';
+import { makeTestCA, type TestCA } from '../helpers/tls.ts';
+
+let ca: TestCA;
+const cleanups: (() => unknown)[] = [];
+test.before(async () => {
+  ca = await makeTestCA();
+});
+test.after.each(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+test.after(async () => {
+  await ca.cleanup();
+});
+
+type Handler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, session: http2.ServerHttp2Session) => void;
+
+async function server(handler: Handler, settings: http2.Settings = {}): Promise<{ port: number; sessions: http2.ServerHttp2Session[] }> {
+  const srv = http2.createSecureServer({ cert: ca.cert, key: ca.key, settings });
+  const sessions: http2.ServerHttp2Session[] = [];
+  srv.on('session', (s) => sessions.push(s));
+  srv.on('stream', (stream, headers) => {
+    stream.on('error', () => {}); // resets are what some tests are about
+    handler(stream, headers, stream.session as http2.ServerHttp2Session);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  cleanups.push(() => new Promise((r) => {
+    for (const s of sessions) s.destroy();
+    srv.close(r);
+  }));
+  return { port: (srv.address() as net.AddressInfo).port, sessions };
+}
+
+async function connect(port: number, opts?: ConstructorParameters<typeof H2Connection>[1]): Promise<H2Connection> {
+  const socket = tls.connect({ host: '127.0.0.1', port, ca: ca.ca, servername: 'localhost', ALPNProtocols: ['h2'] });
+  await once(socket, 'secureConnect');
+  const c = new H2Connection(socket, opts);
+  cleanups.push(() => c.destroy());
+  return c;
+}
+
+const req = (path: string, extra: string[] = []): string[] => [':method', 'POST', ':scheme', 'https', ':authority', 'localhost', ':path', path, ...extra];
+
+/** Resolves at the response headers; rejects with the stream's error. */
+function response(s: H2Stream): Promise<H2Stream> {
+  return new Promise((resolve, reject) => {
+    s.on('error', () => {});
+    s.onResponse = (err) => (err === undefined ? resolve(s) : reject(err));
+  });
+}
+
+async function readAll(s: H2Stream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of s) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** An echo server: the request body back, request headers reflected as x-got-*. */
+const echo: Handler = (stream, headers) => {
+  const chunks: Buffer[] = [];
+  stream.on('data', (d: Buffer) => chunks.push(d));
+  stream.on('end', () => {
+    const out: http2.OutgoingHttpHeaders = { ':status': 200, 'x-path': headers[':path'], 'x-method': headers[':method'] };
+    for (const [k, v] of Object.entries(headers)) if (k.startsWith('x-')) out[`x-got-${k.slice(2)}`] = v;
+    stream.respond(out);
+    stream.end(Buffer.concat(chunks));
+  });
+};
+
+test('300 concurrent requests: bodies up to 300 KB and every printable header byte round-trip', async () => {
+  const { port } = await server(echo);
+  const c = await connect(port);
+  // Varied values so that nghttp2 Huffman-codes them and indexes some in its table.
+  const weird = Array.from({ length: 300 }, (_, i) => String.fromCharCode(33 + ((i * 37) % 94))).join('');
+  const results = await Promise.all(
+    Array.from({ length: 300 }, async (_, i) => {
+      const body = Buffer.alloc((i * 7919) % 300_000, i & 255);
+      const value = `${i}-${weird.slice(i % 200)}`;
+      const s = c.request(req(`/r/${i}?q=${'z'.repeat(i % 40)}`, ['x-value', value, 'content-length', String(body.length)]), body);
+      await response(s);
+      const got = await readAll(s);
+      return got.equals(body) && s.status === 200 && s.headers['x-got-value'] === value && s.headers['x-path'] === `/r/${i}?q=${'z'.repeat(i % 40)}`;
+    }),
+  );
+  assert.is(results.filter(Boolean).length, 300);
+});
+
+test('response headers: repeated names, set-cookie as a list, latin1 bytes, interim 103 skipped', async () => {
+  const { port } = await server((stream) => {
+    stream.additionalHeaders({ ':status': 103, link: '</a.css>; rel=preload' });
+    stream.respond({ ':status': 201, 'set-cookie': ['a=1', 'b=2'], 'x-latin1': 'caf\u00e9 \u00ff', vary: 'a' });
+    stream.end('done');
+  });
+  const c = await connect(port);
+  const s = c.request(req('/'), undefined);
+  await response(s);
+  assert.is(s.status, 201);
+  assert.equal(s.headers['set-cookie'], ['a=1', 'b=2']);
+  assert.is(s.headers['x-latin1'], 'caf\u00e9 \u00ff');
+  assert.is(s.headers['link'], undefined, 'the 103 headers are not the answer');
+  assert.is((await readAll(s)).toString(), 'done');
+});
+
+test('flow control: a peer with a 1,000-byte window still receives 200 KB whole', async () => {
+  let received = 0;
+  const { port } = await server((stream) => {
+    stream.on('data', (d: Buffer) => (received += d.length));
+    stream.on('end', () => {
+      stream.respond({ ':status': 200 });
+      stream.end(String(received));
+    });
+  }, { initialWindowSize: 1000 });
+  const c = await connect(port);
+  const body = Buffer.alloc(200_000, 7);
+  const s = c.request(req('/'), body);
+  await response(s);
+  assert.is((await readAll(s)).toString(), '200000');
+});
+
+test('flow control: an unread answer stops at our stream window until it is read', async () => {
+  let written = 0;
+  let finished = false;
+  const { port } = await server((stream) => {
+    stream.respond({ ':status': 200, 'content-length': 1 << 20 });
+    const chunk = Buffer.alloc(16 << 10, 1);
+    const pump = (): void => {
+      while (written < 1 << 20) {
+        written += chunk.length;
+        if (!stream.write(chunk)) return void stream.once('drain', pump);
+      }
+      stream.end(() => (finished = true));
+    };
+    pump();
+  });
+  const c = await connect(port, { streamWindow: 64 << 10 });
+  const s = c.request(req('/'), undefined);
+  await response(s);
+  s.pause();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.not.ok(finished, 'the server could not finish while we did not read');
+  // Readable asks for more until its buffer holds a high-water mark; then only one window
+  // more can be in flight.
+  const bound = s.readableHighWaterMark + (64 << 10);
+  assert.ok(s.readableLength <= bound, `buffered ${s.readableLength} bytes, more than ${bound}`);
+  s.resume();
+  assert.is((await readAll(s)).length, 1 << 20);
+});
+
+test('SETTINGS: the peer’s MAX_CONCURRENT_STREAMS is seen; its PING is answered', async () => {
+  const { port, sessions } = await server(echo, { maxConcurrentStreams: 7 });
+  const c = await connect(port);
+  await once(c, 'remoteSettings');
+  assert.is(c.maxConcurrentStreams, 7);
+  const rtt = await new Promise<number>((resolve, reject) =>
+    sessions[0]!.ping((err, ms) => (err ? reject(err) : resolve(ms))),
+  );
+  assert.ok(rtt >= 0);
+});
+
+test('REFUSED_STREAM is reported as unprocessed, with its code', async () => {
+  const { port } = await server((stream) => stream.close(http2.constants.NGHTTP2_REFUSED_STREAM));
+  const c = await connect(port);
+  const err = await response(c.request(req('/'), Buffer.from('x'))).catch((e: unknown) => e);
+  assert.instance(err, H2StreamError);
+  assert.is((err as H2StreamError).rstCode, REFUSED_STREAM);
+  assert.ok((err as H2StreamError).unprocessed);
+});
+
+test('a reset after the request was taken (INTERNAL_ERROR) is not unprocessed', async () => {
+  const { port } = await server((stream) => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
+  const c = await connect(port);
+  const err = (await response(c.request(req('/'), Buffer.from('x'))).catch((e: unknown) => e)) as H2StreamError;
+  assert.is(err.rstCode, http2.constants.NGHTTP2_INTERNAL_ERROR);
+  assert.not.ok(err.unprocessed);
+});
+
+test('GOAWAY: streams above its last id fail as unprocessed, those below finish', async () => {
+  const held: http2.ServerHttp2Stream[] = [];
+  const { port } = await server((stream, _h, session) => {
+    held.push(stream);
+    if (held.length === 3) {
+      // Accept the first stream only (id 1); 3 and 5 were never processed.
+      session.goaway(http2.constants.NGHTTP2_NO_ERROR, 1);
+      held[0]!.respond({ ':status': 200 });
+      held[0]!.end('first');
+    }
+  });
+  const c = await connect(port);
+  const goaway = once(c, 'goaway');
+  const streams = [1, 2, 3].map(() => c.request(req('/'), Buffer.from('x')));
+  const outcomes = await Promise.all(streams.map((s) => response(s).then(readAll).then((b) => b.toString(), (e: H2StreamError) => e)));
+  assert.is(outcomes[0], 'first');
+  for (const e of outcomes.slice(1)) assert.ok(e instanceof H2StreamError && e.unprocessed, String(e));
+  assert.equal((await goaway)[1], 1);
+  assert.throws(() => c.request(req('/'), undefined), (e: unknown) => e instanceof H2StreamError && e.unprocessed);
+});
+
+test('regression: RST_STREAM(NO_ERROR) short of Content-Length is a cut answer, never a clean end', async () => {
+  const { port } = await server((stream) => {
+    stream.respond({ ':status': 200, 'content-length': 100 });
+    stream.write(Buffer.alloc(50), () => setTimeout(() => stream.close(http2.constants.NGHTTP2_NO_ERROR), 20));
+  });
+  const c = await connect(port);
+  const s = c.request(req('/'), undefined);
+  await response(s);
+  const err = await readAll(s).catch((e: unknown) => e);
+  assert.instance(err, H2StreamError);
+});
+
+test('an answer whose DATA does not add up to its Content-Length is an error (RFC 9113 §8.1.1)', async () => {
+  const { port } = await server((stream, headers) => {
+    stream.respond({ ':status': 200, 'content-length': 10 }, { waitForTrailers: false });
+    stream.end(headers[':path'] === '/short' ? 'abc' : 'abcdefghijklmnop');
+  });
+  const c = await connect(port);
+  for (const path of ['/short', '/long']) {
+    const s = c.request(req(path), undefined);
+    const err = await response(s).then(readAll).catch((e: unknown) => e);
+    assert.instance(err, H2StreamError, path);
+  }
+});
+
+test('cancel sends RST_STREAM(CANCEL) and ends the body with the reason', async () => {
+  let serverSaw: number | undefined;
+  const { port } = await server((stream) => {
+    stream.respond({ ':status': 200 });
+    stream.write('partial');
+    stream.on('close', () => (serverSaw = stream.rstCode));
+  });
+  const c = await connect(port);
+  const s = c.request(req('/'), undefined);
+  await response(s);
+  const reason = new Error('client went away');
+  const ended = new Promise((resolve) => s.once('close', () => resolve(s.readableEnded)));
+  s.cancel(reason);
+  assert.is(await ended, false, 'never a clean end');
+  for (let i = 0; i < 50 && serverSaw === undefined; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.is(serverSaw, CANCEL);
+  assert.is(c.active, 0);
+});
+
+test('a peer speaking garbage: the connection fails its streams and closes', async () => {
+  const srv = tls.createServer({ cert: ca.cert, key: ca.key, ALPNProtocols: ['h2'] }, (sock) => {
+    // A frame header announcing 2 MB, larger than any SETTINGS we allow.
+    sock.write(Buffer.from([0x20, 0x00, 0x00, 0x04, 0, 0, 0, 0, 0]));
+    sock.on('error', () => {});
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const sockets: tls.TLSSocket[] = [];
+  srv.on('secureConnection', (s) => sockets.push(s));
+  cleanups.push(() => {
+    for (const s of sockets) s.destroy();
+    srv.close();
+  });
+  const c = await connect((srv.address() as net.AddressInfo).port);
+  const closed = once(c, 'close');
+  const err = await response(c.request(req('/'), Buffer.from('x'))).catch((e: unknown) => e);
+  assert.instance(err, H2StreamError);
+  await closed;
+  assert.ok(c.destroyed);
+});
+
+test.run();

@@ -1,0 +1,123 @@
+// HPACK: the decoder against RFC 7541's worked examples (Appendix C), the Huffman code's
+// edge cases, and the encoder by round trip. Interoperability with nghttp2 (node:http2's
+// encoder and decoder) is tested in test/integration/h2-client.test.ts.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { encodeHeaders, HpackDecoder, HpackError, huffmanDecode } from '../../src/h2/hpack.ts';
+
+const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
+const huff = (s: string): string => {
+  const b = hex(s);
+  return huffmanDecode(b, 0, b.length);
+};
+const pairs = (flat: string[]): string[][] => {
+  const out: string[][] = [];
+  for (let i = 0; i < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!]);
+  return out;
+};
+const decode = (d: HpackDecoder, block: string): string[][] => {
+  const out: string[] = [];
+  d.decode(hex(block), out);
+  return pairs(out);
+};
+
+test('Huffman: the strings of RFC 7541 C.4', () => {
+  assert.is(huff('f1e3 c2e5 f23a 6ba0 ab90 f4ff'), 'www.example.com');
+  assert.is(huff('a8eb 1064 9cbf'), 'no-cache');
+  assert.is(huff('25a8 49e9 5ba9 7d7f'), 'custom-key');
+  assert.is(huff('25a8 49e9 5bb8 e8b4 bf'), 'custom-value');
+});
+
+test('Huffman: the strings of RFC 7541 C.6 (response, dates and cookies)', () => {
+  assert.is(huff('6402'), '302');
+  assert.is(huff('aec3 771a 4b'), 'private');
+  assert.is(huff('d07a be94 1054 d444 a820 0595 040b 8166 e082 a62d 1bff'), 'Mon, 21 Oct 2013 20:13:21 GMT');
+  assert.is(huff('9d29 ad17 1863 c78f 0b97 c8e9 ae82 ae43 d3'), 'https://www.example.com');
+});
+
+test('Huffman: padding must be at most 7 one-bits; EOS is never a symbol', () => {
+  // '0' is 00000 (5 bits); three 1-bits of padding complete the byte.
+  assert.is(huff('07'), '0');
+  // Padding with a 0 bit in it.
+  assert.throws(() => huff('00'), (e: unknown) => e instanceof HpackError);
+  // A whole byte of padding (8 one-bits) after '0': too long.
+  assert.throws(() => huff('07 ff'), (e: unknown) => e instanceof HpackError);
+  // 32 one-bits contain EOS (30 of them).
+  assert.throws(() => huff('ffff ffff'), (e: unknown) => e instanceof HpackError);
+  assert.is(huff(''), '');
+});
+
+test('decoder: RFC 7541 C.3, three requests sharing a dynamic table (no Huffman)', () => {
+  const d = new HpackDecoder();
+  assert.equal(decode(d, '8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d'), [
+    [':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'www.example.com'],
+  ]);
+  assert.equal(decode(d, '8286 84be 5808 6e6f 2d63 6163 6865'), [
+    [':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'www.example.com'], ['cache-control', 'no-cache'],
+  ]);
+  assert.equal(decode(d, '8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65'), [
+    [':method', 'GET'], [':scheme', 'https'], [':path', '/index.html'], [':authority', 'www.example.com'], ['custom-key', 'custom-value'],
+  ]);
+});
+
+test('decoder: RFC 7541 C.4, the same requests with Huffman', () => {
+  const d = new HpackDecoder();
+  assert.equal(decode(d, '8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff')[3], [':authority', 'www.example.com']);
+  assert.equal(decode(d, '8286 84be 5886 a8eb 1064 9cbf')[4], ['cache-control', 'no-cache']);
+  assert.equal(decode(d, '8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf')[4], ['custom-key', 'custom-value']);
+});
+
+test('decoder: RFC 7541 C.5, responses evicting from a 256-byte table', () => {
+  // A peer that shrinks the table first (§6.3), then fills and overflows it.
+  const d = new HpackDecoder();
+  const first = decode(
+    d,
+    '3fe1 01' + // size update to 256
+      '4803 3330 3258 0770 7269 7661 7465 611d 4d6f 6e2c 2032 3120 4f63 7420 3230 3133 2032 303a 3133 3a32 3120 474d 546e 1768 7474 7073 3a2f 2f77 7777 2e65 7861 6d70 6c65 2e63 6f6d',
+  );
+  assert.equal(first, [[':status', '302'], ['cache-control', 'private'], ['date', 'Mon, 21 Oct 2013 20:13:21 GMT'], ['location', 'https://www.example.com']]);
+  // The second response evicts ":status: 302" and indexes ":status: 307".
+  assert.equal(decode(d, '4803 3330 37c1 c0bf'), [[':status', '307'], ['cache-control', 'private'], ['date', 'Mon, 21 Oct 2013 20:13:21 GMT'], ['location', 'https://www.example.com']]);
+  // The table now holds four entries (62–65); 66 does not exist.
+  assert.throws(() => decode(d, 'c2'), (e: unknown) => e instanceof HpackError);
+});
+
+test('decoder: malformed blocks are errors, never guesses', () => {
+  const bad = (block: string, limit?: number) =>
+    assert.throws(() => decode(new HpackDecoder(limit), block), (e: unknown) => e instanceof HpackError, block);
+  bad('80'); // index 0
+  bad('be'); // dynamic index 62 in an empty table
+  bad('3fe2 1f'); // size update to 4097, above our 4096
+  bad('82 3f01'); // size update after a field
+  bad('40 05 616263'); // name length 5, only 3 bytes
+  bad('ff'); // truncated integer
+  bad('ff ff ff ff ff 0f'); // integer above 2^31
+});
+
+test('encoder: what it writes decodes to the same fields, in order', () => {
+  const fields = [
+    ':method', 'POST', ':scheme', 'https', ':authority', 'lambda.us-east-1.amazonaws.com',
+    ':path', '/2015-03-31/functions/f/invocations?Qualifier=live',
+    'content-type', 'application/json', 'content-length', '64',
+    'x-amz-date', '20261121T120000Z', 'authorization', `AWS4-HMAC-SHA256 Credential=AKID/20261121/us-east-1/lambda/aws4_request, Signature=${'a'.repeat(64)}`,
+    'x-amz-security-token', 'T'.repeat(1500), 'x-odd', 'é ÿ', 'empty', '',
+  ];
+  const block = encodeHeaders(fields);
+  const out: string[] = [];
+  new HpackDecoder().decode(block, out);
+  assert.equal(out, fields);
+  // POST and https are one byte each (static table entries 3 and 7).
+  assert.is(block[0], 0x83);
+  assert.is(block[1], 0x87);
+});
+
+test('encoder: lengths that need a multi-byte integer (RFC 7541 §5.1)', () => {
+  for (const n of [126, 127, 128, 255, 16_383, 16_384, 100_000]) {
+    const fields = ['x-long', 'v'.repeat(n)];
+    const out: string[] = [];
+    new HpackDecoder().decode(encodeHeaders(fields), out);
+    assert.equal(out, fields, String(n));
+  }
+});
+
+test.run();
