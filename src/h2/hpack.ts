@@ -28,12 +28,12 @@ const STATIC_NAME = new Map<string, number>();
 STATIC.forEach(([name], i) => {
   if (!STATIC_NAME.has(name)) STATIC_NAME.set(name, i + 1);
 });
-/** Whole static entries worth sending as one byte. */
-const STATIC_FIELD = new Map<string, number>([
-  [':method\0POST', 3],
-  [':method\0GET', 2],
-  [':scheme\0https', 7],
-]);
+/** Whole static entries worth sending as one byte: index 2/3 (:method GET/POST), 7 (:scheme https). */
+function staticField(name: string, value: string): number {
+  if (name === ':method') return value === 'POST' ? 3 : value === 'GET' ? 2 : 0;
+  if (name === ':scheme') return value === 'https' ? 7 : 0;
+  return 0;
+}
 
 export class HpackError extends Error {}
 
@@ -69,8 +69,8 @@ export function encodeHeaders(headers: readonly string[]): Buffer {
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]!;
     const value = headers[i + 1]!;
-    const whole = STATIC_FIELD.get(`${name}\0${value}`);
-    if (whole !== undefined) {
+    const whole = staticField(name, value);
+    if (whole !== 0) {
       buf[at++] = 0x80 | whole;
       continue;
     }
@@ -196,7 +196,7 @@ export function huffmanDecode(src: Buffer, start: number, end: number): string {
 const ENTRY_OVERHEAD = 32;
 
 export class HpackDecoder {
-  // Newest first: dynamic index 62 is entries[0].
+  // Oldest first: dynamic index 62 is the last entry (the newest), so inserting is a push.
   private readonly names: string[] = [];
   private readonly values: string[] = [];
   private size = 0;
@@ -249,15 +249,15 @@ export class HpackDecoder {
       out.push(e[0], e[1]);
       return;
     }
-    const d = index - STATIC.length - 1;
-    if (d >= this.names.length) throw new HpackError(`header field index ${index} out of range`);
+    const d = this.names.length - (index - STATIC.length);
+    if (d < 0) throw new HpackError(`header field index ${index} out of range`);
     out.push(this.names[d]!, this.values[d]!);
   }
 
   private nameAt(index: number): string {
     if (index <= STATIC.length) return STATIC[index - 1]![0];
-    const d = index - STATIC.length - 1;
-    if (d >= this.names.length) throw new HpackError(`header name index ${index} out of range`);
+    const d = this.names.length - (index - STATIC.length);
+    if (d < 0) throw new HpackError(`header name index ${index} out of range`);
     return this.names[d]!;
   }
 
@@ -282,15 +282,15 @@ export class HpackDecoder {
     // §4.4: an entry larger than the table empties it and is not added.
     this.evict(size);
     if (size > this.max) return;
-    this.names.unshift(name);
-    this.values.unshift(value);
+    this.names.push(name);
+    this.values.push(value);
     this.size += size;
   }
 
   /** Evicts the oldest entries until `room` more bytes fit. */
   private evict(room: number): void {
     while (this.names.length > 0 && this.size + room > this.max) {
-      this.size -= this.names.pop()!.length + this.values.pop()!.length + ENTRY_OVERHEAD;
+      this.size -= this.names.shift()!.length + this.values.shift()!.length + ENTRY_OVERHEAD;
     }
   }
 }
