@@ -86,10 +86,15 @@ export function canonicalQuery(rawQuery: string): string {
   return pairs.map(([n, v]) => `${n}=${v}`).join('&');
 }
 
-/** Trim, collapse inner runs of whitespace, join repeated headers with ',' (no space). */
+/**
+ * Trim, collapse inner runs of whitespace, join repeated headers with ',' (no space).
+ * Whitespace here is ASCII (space, tab, CR, LF), as in AWS's description of SigV4 and its
+ * SDKs: a no-break space is part of the value, not whitespace (JavaScript's trim and \s
+ * would count it).
+ */
 export function canonicalHeaderValue(value: string | string[]): string {
   const values = Array.isArray(value) ? value : [value];
-  return values.map((v) => v.trim().replace(/\s+/g, ' ')).join(',');
+  return values.map((v) => v.replace(/[ \t\r\n]+/g, ' ').replace(/^ | $/g, '')).join(',');
 }
 
 export interface CanonicalParts {

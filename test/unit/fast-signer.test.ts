@@ -61,7 +61,7 @@ for (const name of VECTORS) {
 const rnd = (n: number) => Math.floor(Math.random() * n);
 const pick = <T>(xs: T[]): T => xs[rnd(xs.length)]!;
 const NAMES = ['fn', 'my-function_2', 'a'.repeat(64), 'fn:prod', 'fn:$LATEST', 'fn:42', '123456789012:function:fn', '123456789012:function:fn:live', 'arn:aws:lambda:us-west-2:123456789012:function:fn', 'arn:aws-cn:lambda:cn-north-1:123456789012:function:x-y:v_1', 'arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:g'];
-const VALUES = ['application/json', 'text/plain; charset=utf-8', '  padded   value  ', 'Event', 'RequestResponse', 'DryRun', 'Tail', 'eyJhIjoxfQ==', 'a\tb'];
+const VALUES = ['application/json', 'text/plain; charset=utf-8', '  padded   value  ', 'Event', 'RequestResponse', 'DryRun', 'Tail', 'eyJhIjoxfQ==', 'a\tb', 'one two three', 'no\u00a0break', ' em\u2003space ', '\ttab first', 'cr\r\nlf', 'trailing\t '];
 
 function randomRequest() {
   const fn = parseFunctionRef(pick(NAMES));
