@@ -28,7 +28,7 @@ import type { Metrics } from './metrics.js';
 import { createProbe } from './probe.js';
 import { checkAllowed, compileAllowlist, invokeTarget, parseFunctionRef, route, type FunctionRef } from './route.js';
 import type { Signer } from './signer.js';
-import { Cancel, type Upstream, type UpstreamResponse } from './upstream.js';
+import { Cancel, takeCompleteBody, type Upstream, type UpstreamResponse } from './upstream.js';
 
 export interface ServerDeps {
   config: Config;
@@ -63,6 +63,8 @@ interface RequestLog {
   hold?: Hold;
   /** Varnish's connection for this request has closed. */
   closed?: boolean;
+  /** Called once Varnish's connection closes: the invocation's hook (one 'close' listener per request, not two). */
+  onClose?: () => void;
 }
 
 /** An upstream exchange in progress: its answer, and the hook that ends its timer. */
@@ -132,6 +134,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
         log[level](line, 'request');
       }
       if (draining && inflight === 0) drained?.();
+      entry.onClose?.();
     });
     const gatewayFn = req.headers['x-lambda-function'];
     const work = gatewayFn === undefined ? handle(req, res, entry) : gateway(req, res, entry, gatewayFn);
@@ -258,11 +261,12 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     // Watch for a hang-up from here on: one during signing (a credential lookup can take
     // seconds) must stop the invocation from being sent at all.
     const abort = new Cancel();
-    const onClose = (): void => {
-      clearTimeout(timer);
-      if (!res!.writableFinished) abort.cancel(new ClientGoneError('client closed the connection'));
-    };
-    res?.once('close', onClose);
+    if (res !== undefined) {
+      entry.onClose = () => {
+        clearTimeout(timer);
+        if (!res.writableFinished) abort.cancel(new ClientGoneError('client closed the connection'));
+      };
+    }
     let timer: NodeJS.Timeout | undefined;
     headers.host = config.signingHost;
     headers['content-length'] = String(body.length);
@@ -278,7 +282,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     try {
       signed = await sign();
     } catch (err) {
-      res?.off('close', onClose);
+      entry.onClose = undefined;
       throw err;
     }
     if (entry.closed || abort.reason !== undefined) throw new ClientGoneError('client closed the connection');
@@ -349,6 +353,14 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     // per request, which showed in profiles at 10,000+ req/s.
     const body = ex.up.body;
     res.writeHead(ex.up.status, responseHeaders(ex.up.headers));
+    // Most answers are small and complete by now: one write, no stream plumbing.
+    const whole = takeCompleteBody(body);
+    if (whole !== undefined) {
+      entry.bytesOut = whole.length;
+      ex.done();
+      res.end(whole.length > 0 ? whole : undefined);
+      return;
+    }
     let out = 0;
     const onDrain = (): void => void body.resume();
     body.on('data', (chunk: Buffer) => {

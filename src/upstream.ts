@@ -6,7 +6,7 @@ import https from 'node:https';
 import net from 'node:net';
 import type { Readable } from 'node:stream';
 import { UpstreamUnavailableError } from './errors.js';
-import { REFUSED_STREAM, type H2Stream } from './h2/connection.js';
+import { H2Stream, REFUSED_STREAM } from './h2/connection.js';
 import { NoHttp2Error, SessionPool, type PooledSession } from './session-pool.js';
 
 
@@ -26,6 +26,14 @@ export interface UpstreamResponse {
   readonly protocol: 'h2' | 'http/1.1';
   /** How many times the request was sent again before this answer. */
   readonly retries: number;
+}
+
+/**
+ * The whole body of an answer that has already arrived in full and is still unread, taking
+ * it; undefined otherwise (then read `body` as a stream).
+ */
+export function takeCompleteBody(body: Readable): Buffer | undefined {
+  return body instanceof H2Stream ? body.takeComplete() : undefined;
 }
 
 export type RetryReason = 'refused_stream' | 'goaway' | 'connect';

@@ -58,6 +58,7 @@ const MAX_HEADER_BLOCK = 256 << 10;
 const COPY_LIMIT = 4096;
 /** Stream ids are 31 bits; stop opening streams well before they run out. */
 const LAST_CLIENT_STREAM_ID = 0x7fff0000;
+const EMPTY = Buffer.alloc(0);
 
 export interface H2Options {
   /** Our per-stream receive window (SETTINGS_INITIAL_WINDOW_SIZE). */
@@ -122,6 +123,17 @@ export class H2Stream extends Readable {
     // A body dropped before its end: tell the peer we no longer want it.
     if (!this.over) this.conn.reset(this, CANCEL);
     cb(err);
+  }
+
+  /**
+   * The whole answer, when all of it has arrived and nothing has started reading it: the
+   * common small answer, handed over without the stream's flowing machinery. Otherwise
+   * undefined, and the caller reads the stream as usual.
+   */
+  takeComplete(): Buffer | undefined {
+    if (!this.remoteEnded || this.destroyed || this.readableFlowing !== null) return undefined;
+    // Ended and not flowing: read() returns everything buffered (or null when empty).
+    return (this.read() as Buffer | null) ?? EMPTY;
   }
 
   /** RST_STREAM with `code` and ends the body with `reason` (never as a clean end). */
