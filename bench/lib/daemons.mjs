@@ -53,6 +53,7 @@ function getStatus(socketPath, urlPath) {
 export async function startLambdaSign({ name = 'lambda-sign', dir, socket, endpoint, caFile, cpuProfDir }) {
   fs.mkdirSync(dir, { recursive: true });
   const args = [
+    ...(process.env.BENCH_LS_NODE_FLAGS ? process.env.BENCH_LS_NODE_FLAGS.split(' ') : []),
     ...(cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfDir]),
     CLI,
     '--region', REGION,
