@@ -76,6 +76,32 @@ const echo: Handler = (stream, headers) => {
   });
 };
 
+test('takeComplete: a finished, unread answer whole (and the stream ends); undefined while data is still due', async () => {
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  const { port } = await server((stream, headers) => {
+    stream.respond({ ':status': 200 });
+    if (headers[':path'] === '/small') return void stream.end('small answer');
+    stream.write('first part ');
+    void held.then(() => stream.end('second part'));
+  });
+  const c = await connect(port);
+
+  const small = await response(c.request(req('/small'), Buffer.alloc(0)));
+  // The DATA frame may trail the HEADERS by a read: give the end time to arrive.
+  await new Promise((r) => setTimeout(r, 50));
+  const whole = small.takeComplete();
+  assert.ok(whole !== undefined, 'a complete answer is handed over');
+  assert.is(whole!.toString(), 'small answer');
+  await once(small, 'end');
+
+  const big = await response(c.request(req('/held'), Buffer.alloc(0)));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.is(big.takeComplete(), undefined, 'the end has not arrived');
+  release();
+  assert.is((await readAll(big)).toString(), 'first part second part', 'nothing was taken from a stream still open');
+});
+
 test('300 concurrent requests: bodies up to 300 KB and every printable header byte round-trip', async () => {
   const { port } = await server(echo);
   const c = await connect(port);
