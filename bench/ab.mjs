@@ -20,7 +20,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { makeCA } from './lib/ca.mjs';
-import { CLI, FUNCTION, REGION, nodeEnv } from './lib/daemons.mjs';
+import { CLI, FUNCTION, REGION, nodeEnv, shebangFlags } from './lib/daemons.mjs';
 import { startUpstream } from './lib/nginx.mjs';
 import { killAllNow, start, stopAll, waitForListen } from './lib/procs.mjs';
 import { watch } from './lib/procstat.mjs';
@@ -98,7 +98,7 @@ try {
     const dir = path.join(tmp, id);
     fs.mkdirSync(dir);
     const socket = path.join(tmp, `${id}.sock`);
-    const args = [cli, '--region', REGION, '--socket', socket, '--endpoint', up.url, '--allow-function', FUNCTION, '--log-level', 'warn'];
+    const args = [...shebangFlags(cli), cli, '--region', REGION, '--socket', socket, '--endpoint', up.url, '--allow-function', FUNCTION, '--log-level', 'warn'];
     procs[id] = start(`lambda-sign ${id}`, process.execPath, args, { env: nodeEnv(dir, ca.caFile) });
     await waitForListen({ path: socket }, procs[id]);
     backends[id] = socket;

@@ -34,6 +34,16 @@ export function nodeEnv(dir, caFile) {
   };
 }
 
+/**
+ * The node flags of a "#!/usr/bin/env -S node FLAGS" first line: the daemon runs with the
+ * flags it runs with when installed (systemd starts the `lambda-sign` script).
+ */
+export function shebangFlags(file) {
+  const first = fs.readFileSync(file, 'utf8').split('\n', 1)[0];
+  const m = /^#!\/usr\/bin\/env -S node((?: +\S+)*) *$/.exec(first);
+  return m === null ? [] : m[1].trim().split(/ +/).filter((f) => f !== '');
+}
+
 /** GET over a Unix socket; resolves with the status (or 0 when the socket refuses). */
 function getStatus(socketPath, urlPath) {
   return new Promise((resolve) => {
@@ -53,6 +63,7 @@ function getStatus(socketPath, urlPath) {
 export async function startLambdaSign({ name = 'lambda-sign', dir, socket, endpoint, caFile, cpuProfDir }) {
   fs.mkdirSync(dir, { recursive: true });
   const args = [
+    ...shebangFlags(CLI),
     ...(process.env.BENCH_LS_NODE_FLAGS ? process.env.BENCH_LS_NODE_FLAGS.split(' ') : []),
     ...(cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfDir]),
     CLI,
