@@ -4,6 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
+import { CLI, shebangFlags } from './daemons.mjs';
 
 export const median = (xs) => {
   const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
@@ -179,7 +180,7 @@ export function buildReport({ command, started, m, opts, paths, cases, runs, sig
       'HTTP/2 uploads after 64 KiB while HTTP/1.1 paths still send all of it).',
     '- The naive proxy keeps every SDK default (HTTP/1.1, keep-alive, maxSockets 50); its only change is a listen backlog of 4096 like the relay\'s ' +
       'and lambda-sign\'s, without which Varnish\'s connects fail with EAGAIN at 2,000 connections and the run would time 503s.',
-    '- lambda-sign runs as started by `node dist/cli.js --log-level warn --allow-function bench`, with static credentials from the environment.',
+    `- lambda-sign runs as the installed \`lambda-sign\` script starts it: \`node ${shebangFlags(CLI).join(' ')} dist/cli.js --log-level warn --allow-function bench\` (the node flags come from the script's first line), with static credentials from the environment.`,
     '',
   );
   return out.join('\n');
