@@ -1,9 +1,14 @@
-#!/usr/bin/env -S node --max-semi-space-size=8
-// The V8 flag, for every way the installed daemon starts (systemd, a shell, npx): young
-// generation semi-spaces of at most 8 MB instead of 16. With 2,000 invocations in flight
-// each request's objects outlive a scavenge anyway, and the larger young generation only
-// held ~15 MB more; CPU per request measured the same at 64 and 512 connections
-// (bench/ab.mjs). The benchmark reads these flags from this line.
+#!/usr/bin/env -S node --max-semi-space-size=8 --no-memory-reducer
+// The V8 flags, for every way the installed daemon starts (systemd, a shell, npx); the
+// benchmark reads them from this line.
+// --max-semi-space-size=8: young-generation semi-spaces of at most 8 MB instead of 16. With
+//   2,000 invocations in flight each request's objects outlive a scavenge anyway; the larger
+//   space only held ~15 MB more, at the same CPU per request at 64 and 512 connections.
+// --no-memory-reducer: after a quiet minute V8 shrinks the heap, and the traffic that comes
+//   back pays for it with three times the major GCs until it has grown again: 105 -> 123-135
+//   us of CPU per request in the runs after 45 s idle, against 98-112 -> 102-122 with the
+//   flag. A server's heap may stay at the size its load needs (~20 MB more when idle).
+//
 // The only module that touches process.*: flags and environment in, signals, exit.
 import cluster from 'node:cluster';
 import fs from 'node:fs';
