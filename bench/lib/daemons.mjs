@@ -64,7 +64,7 @@ export async function startLambdaSign({ name = 'lambda-sign', dir, socket, endpo
   fs.mkdirSync(dir, { recursive: true });
   const args = [
     ...shebangFlags(CLI),
-    ...(process.env.BENCH_LS_NODE_FLAGS ? process.env.BENCH_LS_NODE_FLAGS.split(' ') : []),
+    ...(process.env.BENCH_LS_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== ''),
     ...(cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfDir]),
     CLI,
     '--region', REGION,
