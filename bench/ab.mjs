@@ -20,9 +20,9 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { makeCA } from './lib/ca.mjs';
-import { CLI, FUNCTION, REGION, nodeEnv, shebangFlags } from './lib/daemons.mjs';
+import { CLI, startLambdaSign } from './lib/daemons.mjs';
 import { startUpstream } from './lib/nginx.mjs';
-import { killAllNow, start, stopAll, waitForListen } from './lib/procs.mjs';
+import { killAllNow, stopAll } from './lib/procs.mjs';
 import { watch } from './lib/procstat.mjs';
 import { median } from './lib/report.mjs';
 import { startVarnish } from './lib/varnish.mjs';
@@ -95,13 +95,11 @@ try {
   const procs = {};
   const backends = {};
   for (const [id, cli] of Object.entries(builds)) {
-    const dir = path.join(tmp, id);
-    fs.mkdirSync(dir);
-    const socket = path.join(tmp, `${id}.sock`);
-    const args = [...shebangFlags(cli), cli, '--region', REGION, '--socket', socket, '--endpoint', up.url, '--allow-function', FUNCTION, '--log-level', 'warn'];
-    procs[id] = start(`lambda-sign ${id}`, process.execPath, args, { env: nodeEnv(dir, ca.caFile) });
-    await waitForListen({ path: socket }, procs[id]);
-    backends[id] = socket;
+    const ls = await startLambdaSign({
+      name: `lambda-sign ${id}`, dir: path.join(tmp, id), socket: path.join(tmp, `${id}.sock`), endpoint: up.url, caFile: ca.caFile, cli,
+    });
+    procs[id] = ls.proc;
+    backends[id] = ls.socket;
   }
   const varnish = await startVarnish({ dir: path.join(tmp, 'varnish'), backends });
   const scripts = Object.fromEntries(Object.keys(builds).map((id) => [id, writeScript(tmp, { backend: id, bodyBytes: body })]));

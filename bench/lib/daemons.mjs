@@ -59,14 +59,15 @@ function getStatus(socketPath, urlPath) {
 /**
  * lambda-sign on `socket`, signing for `endpoint`. Ready once /healthz says 200.
  * `cpuProfDir`: run under node --cpu-prof; the profile is written there when it exits.
+ * `cli`: another build's cli.js (bench/ab.mjs); this checkout's by default.
  */
-export async function startLambdaSign({ name = 'lambda-sign', dir, socket, endpoint, caFile, cpuProfDir }) {
+export async function startLambdaSign({ name = 'lambda-sign', dir, socket, endpoint, caFile, cpuProfDir, cli = CLI }) {
   fs.mkdirSync(dir, { recursive: true });
   const args = [
-    ...shebangFlags(CLI),
+    ...shebangFlags(cli),
     ...(process.env.BENCH_LS_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== ''),
     ...(cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfDir]),
-    CLI,
+    cli,
     '--region', REGION,
     '--socket', socket,
     '--endpoint', endpoint,
