@@ -1,8 +1,8 @@
-// Reads a request body into one Buffer, never holding more than the limit.
-// Node's parser has already framed it (Content-Length or chunked) and rejected
-// conflicting framing (duplicate Content-Length, Content-Length with chunked).
-import type { IncomingMessage } from 'node:http';
+// Reads a request body into one Buffer, never holding more than the limit. The HTTP/1.1
+// server has already framed it (Content-Length or chunked) and refused conflicting framing
+// (duplicate Content-Length, Content-Length with chunked).
 import { InvalidRequestError, PayloadTooLargeError } from './errors.js';
+import type { Request } from './http1/server.js';
 
 export class BodyTooLargeError extends PayloadTooLargeError {
   /** True when the rest of the body was read and thrown away, so the connection can answer. */
@@ -11,6 +11,8 @@ export class BodyTooLargeError extends PayloadTooLargeError {
   }
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /**
  * Resolves with the whole body, or rejects with PayloadTooLarge once it passes
  * `max`. After the limit the remainder is read and discarded up to `drainMax` more
@@ -18,91 +20,91 @@ export class BodyTooLargeError extends PayloadTooLargeError {
  * reads) receives the 413 instead of a reset; beyond that the caller must close.
  */
 export function readBody(
-  req: IncomingMessage,
+  req: Request,
   max: number,
   drainMax = 16 << 20,
   /** Accounts buffered bytes; throws (OverloadedError) to refuse them. */
   take?: (bytes: number) => void,
 ): Promise<Buffer> {
-  const declared = req.headers['content-length'];
-  const length = declared === undefined ? -1 : Number(declared);
+  const length = req.contentLength;
   const tooLarge = `request body is larger than --max-body (${max} bytes)`;
   if (length > max && length - max > drainMax) {
-    req.pause();
+    req.stopReading();
     return Promise.reject(new BodyTooLargeError(tooLarge, false));
   }
-  if (length === 0 || (req.complete && req.readableLength === 0)) return Promise.resolve(Buffer.alloc(0));
-  if (take !== undefined && length > 0 && length <= max) {
+  if (length === 0) return Promise.resolve(EMPTY);
+  const declared = length > 0 && length <= max;
+  if (take !== undefined && declared) {
     try {
       take(length);
     } catch (err) {
-      req.pause();
+      req.stopReading();
       return Promise.reject(err);
     }
   }
   // With a declared length the whole of it was accounted above; chunked bodies count as they come.
-  const count = take !== undefined && !(length > 0 && length <= max) ? take : undefined;
+  const count = take !== undefined && !declared ? take : undefined;
 
   return new Promise<Buffer>((resolve, reject) => {
-    // With a declared length, one allocation and no concat.
-    let buf: Buffer | undefined = length > 0 && length <= max ? Buffer.allocUnsafe(length) : undefined;
+    // With a declared length: the one chunk that holds it all, or one allocation and no concat.
+    let buf: Buffer | undefined;
     const chunks: Buffer[] = [];
     let size = 0;
     let over = length > max;
+    let settled = false;
 
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (over) {
-        if (size - max > drainMax) finish(new BodyTooLargeError(tooLarge, false));
-        return;
-      }
-      if (size > max) {
-        over = true;
-        buf = undefined;
-        chunks.length = 0;
-        return;
-      }
-      if (buf !== undefined) {
-        if (size > buf.length) return finish(new InvalidRequestError('body longer than Content-Length'));
-        chunk.copy(buf, size - chunk.length);
-        return;
-      }
-      if (count !== undefined) {
-        try {
-          count(chunk.length);
-        } catch (err) {
-          return finish(err as Error);
-        }
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = (): void => {
-      if (over) return finish(new BodyTooLargeError(tooLarge, true));
-      if (buf !== undefined) {
-        if (size !== buf.length) return finish(new InvalidRequestError('body shorter than Content-Length'));
-        return finish(undefined, buf);
-      }
-      finish(undefined, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
-    };
-    const onAbort = (): void => finish(new InvalidRequestError('request body ended early'));
     const finish = (err?: Error, body?: Buffer): void => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onAbort);
-      req.off('close', onClose);
+      if (settled) return;
+      settled = true;
       if (err !== undefined) {
-        req.pause();
+        req.stopReading();
         reject(err);
       } else resolve(body!);
     };
-    // 'close' before 'end' means the peer went away mid-body.
-    const onClose = (): void => {
-      if (!req.complete) onAbort();
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onAbort);
-    req.on('close', onClose);
+    req.read({
+      data(chunk) {
+        size += chunk.length;
+        if (over) {
+          if (size - max > drainMax) finish(new BodyTooLargeError(tooLarge, false));
+          return;
+        }
+        if (size > max) {
+          over = true;
+          buf = undefined;
+          chunks.length = 0;
+          return;
+        }
+        if (declared) {
+          if (size > length) return finish(new InvalidRequestError('body longer than Content-Length'));
+          if (size === length && buf === undefined) {
+            buf = chunk;
+            return;
+          }
+          buf ??= Buffer.allocUnsafe(length);
+          chunk.copy(buf, size - chunk.length);
+          return;
+        }
+        if (count !== undefined) {
+          try {
+            count(chunk.length);
+          } catch (err) {
+            return finish(err as Error);
+          }
+        }
+        chunks.push(chunk);
+      },
+      end() {
+        if (over) return finish(new BodyTooLargeError(tooLarge, true));
+        if (declared) {
+          if (size !== length) return finish(new InvalidRequestError('body shorter than Content-Length'));
+          return finish(undefined, buf);
+        }
+        finish(undefined, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+      },
+      abort(reason) {
+        finish(new InvalidRequestError(reason));
+      },
+    });
   });
 }
 

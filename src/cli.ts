@@ -187,7 +187,7 @@ async function main(): Promise<void> {
 
   let listening: Awaited<ReturnType<typeof listen>> | undefined;
   try {
-    listening = await listen(server.http, { ...config, shared: worker });
+    listening = await listen(server.listener, { ...config, shared: worker });
   } catch (err) {
     log.fatal({ err }, 'cannot listen');
     log.flush();

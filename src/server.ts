@@ -2,13 +2,11 @@
 //   route → read bounded body → outbound headers → sign → upstream.forward → stream back
 // Gateway mode (X-Lambda-Function) builds the body from the HTTP request instead, and
 // decodes the function's answer back into HTTP.
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { createAdmission, type Hold } from './admission.js';
 import type { Config } from './config.js';
 import type { CredentialSource } from './credentials.js';
-import { BodyTooLargeError, collect, readBody } from './body.js';
+import { collect, readBody } from './body.js';
 import {
   errorResponse,
   InvalidFunctionResponseError,
@@ -23,6 +21,7 @@ import {
 import { buildEvent } from './gateway-event.js';
 import { decodeResponse } from './gateway-response.js';
 import { outboundHeaders, responseHeaders } from './headers.js';
+import { Http1Server, type Request, type Response } from './http1/server.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { createProbe } from './probe.js';
@@ -41,7 +40,7 @@ export interface ServerDeps {
 }
 
 export interface LambdaSignServer {
-  readonly http: http.Server;
+  readonly listener: Http1Server['listener'];
   readonly inflight: number;
   /** Stops accepting, lets in-flight requests finish until the deadline, then cuts the rest. */
   drain(deadlineMs: number): Promise<void>;
@@ -95,71 +94,69 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
   let draining = false;
   let drained: (() => void) | undefined;
 
-  // Headers up to 64 KiB: X-Lambda-Payload carries a whole JSON payload built in VCL.
-  const server = http.createServer({ noDelay: true, maxHeaderSize: 64 << 10 }, (req, res) => {
-    inflight++;
-    const started = performance.now();
-    const entry: RequestLog = {};
-    if (draining) res.shouldKeepAlive = false;
-    res.once('close', () => {
-      inflight--;
-      entry.closed = true;
-      const hold = entry.hold;
-      if (hold !== undefined) {
-        hold.release();
-        admission.leave();
-        metrics?.inflight(-1);
-      }
-      // 499, as nginx logs it: the client closed the connection before any answer.
-      const status = entry.status ?? (res.headersSent ? res.statusCode : 499);
-      const complete = res.writableFinished;
-      metrics?.request(entry.fn, status, entry.error, entry.bytesIn ?? 0, entry.bytesOut ?? 0);
-      const level = status >= 500 || !complete ? 'warn' : 'info';
-      // The line is only built when it will be written: at 10,000 req/s it is not free.
-      if (log.isLevelEnabled(level)) {
-        const line = {
-          id: req.headers['x-varnish'],
-          method: req.method,
-          mode: entry.mode,
-          fn: entry.fn,
-          status,
-          upstreamStatus: entry.upstreamStatus,
-          retries: entry.retries,
-          bytesIn: entry.bytesIn,
-          bytesOut: entry.bytesOut,
-          error: entry.error,
-          ms: Math.round((performance.now() - started) * 10) / 10,
-          complete,
-        };
-        log[level](line, 'request');
-      }
-      if (draining && inflight === 0) drained?.();
-      entry.onClose?.();
-    });
-    const gatewayFn = req.headers['x-lambda-function'];
-    const work = gatewayFn === undefined ? handle(req, res, entry) : gateway(req, res, entry, gatewayFn);
-    work.catch((err) => fail(req, res, entry, err));
-  });
-  // Varnish reuses idle backend connections for up to backend_idle_timeout (60 s);
-  // closing ours first would race its reuse, so stay open a little longer.
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 60_000;
-  server.requestTimeout = 300_000;
-
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    // A response already under way on this connection cannot be followed by another.
-    const busy = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
-    if (!socket.writable || busy || err.code === 'ECONNRESET') return void socket.destroy();
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const message = status === 431 ? 'request headers too large' : status === 408 ? 'request not received in time' : 'malformed HTTP request';
-    const e = errorResponse(new InvalidRequestError(message));
-    const head = Object.entries(e.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n${head}connection: close\r\n\r\n${e.body}`);
-    log.debug({ err }, 'malformed request');
-  });
+  const server = new Http1Server(
+    {
+      // Headers up to 64 KiB: X-Lambda-Payload carries a whole JSON payload built in VCL.
+      maxHeaderSize: 64 << 10,
+      headersTimeoutMs: 60_000,
+      requestTimeoutMs: 300_000,
+      // Varnish reuses idle backend connections for up to backend_idle_timeout (60 s);
+      // closing ours first would race its reuse, so stay open a little longer.
+      keepAliveTimeoutMs: 65_000,
+      errorPage(_status, message) {
+        const e = errorResponse(new InvalidRequestError(message));
+        return { headers: e.headers, body: String(e.body) };
+      },
+      onParseError: (err) => log.debug({ err }, 'malformed request'),
+    },
+    (req, res) => {
+      inflight++;
+      const started = performance.now();
+      const entry: RequestLog = {};
+      if (draining) res.shouldKeepAlive = false;
+      res.onClose = () => {
+        inflight--;
+        entry.closed = true;
+        const hold = entry.hold;
+        if (hold !== undefined) {
+          hold.release();
+          admission.leave();
+          metrics?.inflight(-1);
+        }
+        // 499, as nginx logs it: the client closed the connection before any answer.
+        const status = entry.status ?? (res.headersSent ? res.statusCode : 499);
+        const complete = res.writableFinished;
+        metrics?.request(entry.fn, status, entry.error, entry.bytesIn ?? 0, entry.bytesOut ?? 0);
+        const level = status >= 500 || !complete ? 'warn' : 'info';
+        // The line is only built when it will be written: at 10,000 req/s it is not free.
+        if (log.isLevelEnabled(level)) {
+          const line = {
+            id: req.headers['x-varnish'],
+            method: req.method,
+            mode: entry.mode,
+            fn: entry.fn,
+            status,
+            upstreamStatus: entry.upstreamStatus,
+            retries: entry.retries,
+            bytesIn: entry.bytesIn,
+            bytesOut: entry.bytesOut,
+            error: entry.error,
+            ms: Math.round((performance.now() - started) * 10) / 10,
+            complete,
+          };
+          log[level](line, 'request');
+        }
+        if (draining && inflight === 0) drained?.();
+        entry.onClose?.();
+      };
+      const gatewayFn = req.headers['x-lambda-function'];
+      const work = gatewayFn === undefined ? handle(req, res, entry) : gateway(req, res, entry, gatewayFn);
+      work.catch((err) => fail(res, entry, err));
+    },
+  );
 
   /** The raw Invoke API: Lambda's own path, body and answer. */
-  async function handle(req: IncomingMessage, res: ServerResponse, entry: RequestLog): Promise<void> {
+  async function handle(req: Request, res: Response, entry: RequestLog): Promise<void> {
     const r = route(req.method ?? '', req.url ?? '');
     if (r.kind === 'health') return health(res);
     entry.mode = 'invoke';
@@ -173,7 +170,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
   }
 
   /** Gateway mode: any method and path, the function chosen by VCL in X-Lambda-Function. */
-  async function gateway(req: IncomingMessage, res: ServerResponse, entry: RequestLog, fnHeader: string | string[]): Promise<void> {
+  async function gateway(req: Request, res: Response, entry: RequestLog, fnHeader: string | string[]): Promise<void> {
     entry.mode = 'gateway';
     if (typeof fnHeader !== 'string') throw new InvalidRequestError('X-Lambda-Function given more than once');
     const fn = parseFunctionRef(fnHeader.trim());
@@ -253,7 +250,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     qualifier: string | undefined,
     headers: Record<string, string>,
     body: Buffer,
-    res: ServerResponse | undefined,
+    res: Response | undefined,
     entry: RequestLog,
     timeoutMs = config.timeoutMs,
   ): Promise<Exchange> {
@@ -348,7 +345,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
   }
 
   /** Lambda's answer to Varnish as it arrives, with backpressure both ways. */
-  function streamBack(ex: Exchange, res: ServerResponse, entry: RequestLog): void {
+  function streamBack(ex: Exchange, res: Response, entry: RequestLog): void {
     // A hand-rolled pipe: stream.pipeline() costs an AbortController and a DOMException
     // per request, which showed in profiles at 10,000+ req/s.
     const body = ex.up.body;
@@ -367,7 +364,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
       out += chunk.length;
       if (!res.write(chunk)) body.pause();
     });
-    res.on('drain', onDrain);
+    res.onDrain = onDrain;
     body.once('end', () => {
       entry.bytesOut = out;
       ex.done();
@@ -376,7 +373,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     // Errors surface through 'close' without 'end' below.
     body.on('error', () => {});
     body.once('close', () => {
-      res.off('drain', onDrain);
+      res.onDrain = undefined;
       if (body.readableEnded) return;
       // Headers are out: the only honest signal left is an incomplete response.
       entry.bytesOut = out;
@@ -386,7 +383,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     });
   }
 
-  async function health(res: ServerResponse): Promise<void> {
+  async function health(res: Response): Promise<void> {
     if (draining) throw new ShuttingDownError('lambda-sign is shutting down');
     await credentials.get();
     await probe?.check();
@@ -395,7 +392,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     res.end(body);
   }
 
-  function fail(req: IncomingMessage, res: ServerResponse, entry: RequestLog, err: unknown): void {
+  function fail(res: Response, entry: RequestLog, err: unknown): void {
     if (err instanceof ClientGoneError) return void res.destroy();
     const e = toLambdaSignError(err);
     entry.error = e.code;
@@ -403,23 +400,21 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     if (res.headersSent || res.destroyed) return void res.destroy();
     const out = errorResponse(e);
     entry.status = out.status;
-    // A body we did not read to the end leaves the connection unusable.
-    if (!req.complete) res.shouldKeepAlive = false;
+    // A body we did not read to the end leaves the connection unusable: the server
+    // closes it after this answer.
     entry.bytesOut = out.body.length;
     res.writeHead(out.status, out.headers);
     res.end(out.body);
-    if (e instanceof BodyTooLargeError && !e.drained) res.once('finish', () => req.socket.destroySoon());
   }
 
   return {
-    http: server,
+    listener: server.listener,
     get inflight() {
       return inflight;
     },
     drain(deadlineMs) {
       draining = true;
       server.close();
-      server.closeIdleConnections();
       if (inflight === 0) return Promise.resolve();
       return new Promise<void>((resolve) => {
         const timer = setTimeout(() => {

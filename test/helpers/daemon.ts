@@ -54,7 +54,7 @@ export async function startDaemon(opts: {
   });
   const signer = (config.signer === 'smithy' ? createSigner : createFastSigner)({ region: config.region, credentials });
   const server = createServer({ config, signer, upstream, credentials, log, metrics: opts.metrics });
-  const listening = await listen(server.http, config);
+  const listening = await listen(server.listener, config);
   return {
     socketPath,
     server,

@@ -1,14 +1,14 @@
-// body.ts: the bounded body reader, against a real node:http server on a temp Unix
+// body.ts: the bounded body reader, against our HTTP/1.1 server on a temp Unix
 // socket, with raw clients so every byte of framing is under the test's control.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import http from 'node:http';
 import net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BodyTooLargeError, readBody } from '../../src/body.ts';
 import { InvalidRequestError, LambdaSignError } from '../../src/errors.ts';
+import { Http1Server } from '../../src/http1/server.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'lambda-sign-body-'));
 const SOCKET = join(dir, 'body.sock');
@@ -41,7 +41,14 @@ function nextRequest(): Promise<void> {
 }
 
 // Query: max, drain (drainMax), late (ms to wait before calling readBody).
-const server = http.createServer(async (req, res) => {
+const OPTIONS = {
+  maxHeaderSize: 64 << 10,
+  headersTimeoutMs: 60_000,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 60_000,
+  errorPage: (status: number, message: string) => ({ headers: { 'content-length': message.length }, body: message }),
+};
+const http1 = new Http1Server(OPTIONS, async (req, res) => {
   started.shift()?.();
   const q = new URL(req.url!, 'http://x').searchParams;
   const max = Number(q.get('max') ?? 1024);
@@ -50,16 +57,20 @@ const server = http.createServer(async (req, res) => {
   try {
     const body = await readBody(req, max, drain);
     report({ body });
-    res.end(`ok ${body.length}`);
+    const text = `ok ${body.length}`;
+    res.writeHead(200, { 'content-length': text.length });
+    res.end(text);
   } catch (err) {
     report({ err });
     const e = err as LambdaSignError;
     const drained = err instanceof BodyTooLargeError && err.drained;
     // Beyond the drain limit the connection cannot be reused: answer and close.
-    res.writeHead(e.status ?? 500, drained ? {} : { connection: 'close' });
-    res.end(e.code ?? 'error');
+    const text = e.code ?? 'error';
+    res.writeHead(e.status ?? 500, drained ? { 'content-length': text.length } : { 'content-length': text.length, connection: 'close' });
+    res.end(text);
   }
 });
+const server = http1.listener;
 
 test.before(async () => {
   await new Promise<void>((resolve, reject) => {
@@ -69,7 +80,7 @@ test.before(async () => {
 });
 
 test.after(async () => {
-  server.closeAllConnections();
+  http1.closeAllConnections();
   await new Promise((r) => server.close(r));
   rmSync(dir, { recursive: true, force: true });
 });

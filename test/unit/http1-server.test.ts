@@ -1,0 +1,385 @@
+// http1/server.ts: connections, framing of answers, keep-alive, pipelining, timeouts and
+// drain, over a temp Unix socket with raw clients so that every byte is under the test's control.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import net from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Http1Server, type Request, type Response, type Http1Options } from '../../src/http1/server.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'lambda-sign-http1-'));
+let n = 0;
+
+type Handler = (req: Request, res: Response) => void;
+
+const OPTIONS: Http1Options = {
+  maxHeaderSize: 1024,
+  headersTimeoutMs: 60_000,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 60_000,
+  errorPage: (status, message) => ({ headers: { 'content-type': 'text/plain', 'content-length': message.length, 'x-error': String(status) }, body: message }),
+};
+
+/** Echoes method, url and body length; the handler can be swapped per test. */
+const echo: Handler = (req, res) => {
+  const chunks: Buffer[] = [];
+  req.read({
+    data: (c) => chunks.push(c),
+    end: () => {
+      const text = `${req.method} ${req.url} ${Buffer.concat(chunks).length}`;
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': text.length });
+      res.end(text);
+    },
+    abort: () => {},
+  });
+};
+
+async function serve(handler: Handler, options: Partial<Http1Options> = {}): Promise<{ server: Http1Server; path: string; close(): Promise<void> }> {
+  const server = new Http1Server({ ...OPTIONS, ...options }, handler);
+  const path = join(dir, `s${n++}.sock`);
+  await new Promise<void>((r) => server.listener.listen(path, r));
+  return {
+    server,
+    path,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((r) => server.listener.close(r));
+    },
+  };
+}
+
+/** A raw client: what it has read so far, and whether the server closed. */
+function client(path: string) {
+  const sock = net.connect(path);
+  const c = { sock, text: '', closed: false, wait: (re: RegExp, ms = 3000) => until(() => re.test(c.text), `${re} in ${JSON.stringify(c.text)}`, ms) };
+  sock.setEncoding('latin1');
+  sock.on('data', (d: string) => (c.text += d));
+  sock.on('error', () => {});
+  sock.on('close', () => (c.closed = true));
+  return c;
+}
+
+async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const answers = (text: string): number => (text.match(/HTTP\/1\.1 \d{3} /g) ?? []).length;
+
+test('keep-alive: requests one after another on one connection', async () => {
+  const s = await serve(echo);
+  try {
+    const c = client(s.path);
+    c.sock.write('POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc');
+    await c.wait(/POST \/a 3$/);
+    c.sock.write('GET /b HTTP/1.1\r\nhost: x\r\n\r\n');
+    await c.wait(/GET \/b 0$/);
+    assert.is(answers(c.text), 2);
+    assert.not.match(c.text, /connection: close/i);
+    assert.match(c.text, /\r\ndate: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT\r\n/);
+    assert.is(c.closed, false);
+    assert.is(s.server.connections, 1);
+    c.sock.destroy();
+  } finally {
+    await s.close();
+  }
+});
+
+test('pipelined requests are answered in order, one at a time', async () => {
+  let active = 0;
+  let most = 0;
+  const s = await serve((req, res) => {
+    active++;
+    most = Math.max(most, active);
+    // Answer later than the next request's arrival.
+    setTimeout(() => {
+      active--;
+      echo(req, res);
+    }, 10);
+  });
+  try {
+    const c = client(s.path);
+    c.sock.write(
+      'POST /1 HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\nx' +
+        'POST /2 HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n2\r\nyy\r\n0\r\n\r\n' +
+        'GET /3 HTTP/1.1\r\nhost: x\r\n\r\n',
+    );
+    await c.wait(/GET \/3 0$/);
+    assert.match(c.text, /POST \/1 1[^]*POST \/2 2[^]*GET \/3 0$/);
+    assert.is(most, 1, 'never two requests of one connection at once');
+  } finally {
+    await s.close();
+  }
+});
+
+test('HTTP/1.0: closes after the answer unless asked to keep alive', async () => {
+  const s = await serve(echo);
+  try {
+    const c = client(s.path);
+    c.sock.write('GET /x HTTP/1.0\r\n\r\n');
+    await until(() => c.closed, 'closed');
+    assert.match(c.text, /^HTTP\/1\.1 200 OK\r\n[^]*connection: close\r\n/);
+    const k = client(s.path);
+    k.sock.write('GET /y HTTP/1.0\r\nconnection: keep-alive\r\n\r\n');
+    await k.wait(/GET \/y 0$/);
+    assert.match(k.text, /connection: keep-alive\r\n/);
+    assert.is(k.closed, false);
+    k.sock.destroy();
+  } finally {
+    await s.close();
+  }
+});
+
+test('an answer without a length is chunked for HTTP/1.1, ended by the close for HTTP/1.0', async () => {
+  const s = await serve((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.write(Buffer.from('hello '));
+    res.write(Buffer.alloc(0));
+    res.end(Buffer.from('world'));
+  });
+  try {
+    const c = client(s.path);
+    c.sock.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await c.wait(/0\r\n\r\n$/);
+    assert.match(c.text, /transfer-encoding: chunked\r\n/);
+    assert.ok(c.text.endsWith('\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n'), JSON.stringify(c.text));
+    const old = client(s.path);
+    old.sock.write('GET / HTTP/1.0\r\n\r\n');
+    await until(() => old.closed, 'closed');
+    assert.not.match(old.text, /transfer-encoding/);
+    assert.ok(old.text.endsWith('connection: close\r\n\r\nhello world'), JSON.stringify(old.text));
+    c.sock.destroy();
+  } finally {
+    await s.close();
+  }
+});
+
+test('HEAD, 204 and 304 answers carry no body, and the connection goes on', async () => {
+  const s = await serve((req, res) => {
+    const status = req.url === '/204' ? 204 : req.url === '/304' ? 304 : 200;
+    res.writeHead(status, status === 200 ? { 'content-length': 5 } : {});
+    res.end(Buffer.from('body!'));
+  });
+  try {
+    const c = client(s.path);
+    c.sock.write('HEAD / HTTP/1.1\r\nhost: x\r\n\r\nGET /204 HTTP/1.1\r\nhost: x\r\n\r\nGET /304 HTTP/1.1\r\nhost: x\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await c.wait(/body!$/);
+    assert.is(answers(c.text), 4);
+    assert.is(c.text.split('body!').length, 2, 'only the GET carries the body');
+    assert.match(c.text, /^HTTP\/1\.1 200 OK\r\ncontent-length: 5\r\n/);
+    assert.not.match(c.text, /transfer-encoding/);
+  } finally {
+    await s.close();
+  }
+});
+
+test('Expect: 100-continue is answered before the body is read', async () => {
+  const s = await serve(echo);
+  try {
+    const c = client(s.path);
+    c.sock.write('POST /e HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 4\r\n\r\n');
+    await c.wait(/^HTTP\/1\.1 100 Continue\r\n\r\n$/);
+    c.sock.write('data');
+    await c.wait(/POST \/e 4$/);
+  } finally {
+    await s.close();
+  }
+});
+
+const REFUSED: [what: string, bytes: string, status: number][] = [
+  ['garbage', 'HELLO\r\n\r\n', 400],
+  ['a head over maxHeaderSize', `GET / HTTP/1.1\r\nhost: x\r\nx: ${'a'.repeat(2000)}\r\n\r\n`, 431],
+  ['a head over maxHeaderSize, still unfinished', `GET / HTTP/1.1\r\nhost: x\r\nx: ${'a'.repeat(2000)}`, 431],
+  ['HTTP/2.0', 'GET / HTTP/2.0\r\n\r\n', 505],
+  ['smuggling framing', 'POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n', 400],
+];
+for (const [what, bytes, status] of REFUSED) {
+  test(`refused: ${what} → ${status} from errorPage, then closed`, async () => {
+    let called = false;
+    const s = await serve(() => (called = true));
+    try {
+      const c = client(s.path);
+      c.sock.write(bytes);
+      await until(() => c.closed, 'closed');
+      assert.match(c.text, new RegExp(`^HTTP/1\\.1 ${status} [^]*x-error: ${status}\\r\\n[^]*connection: close\\r\\n\\r\\n.+$`));
+      assert.is(called, false, 'the handler never saw it');
+    } finally {
+      await s.close();
+    }
+  });
+}
+
+test('a broken chunked body aborts the read; the answer closes the connection', async () => {
+  let reason = '';
+  const s = await serve((req, res) => {
+    req.read({
+      data: () => {},
+      end: () => assert.unreachable('ended'),
+      abort: (r) => {
+        reason = r;
+        res.writeHead(400, { 'content-length': 0 });
+        res.end();
+      },
+    });
+  });
+  try {
+    const c = client(s.path);
+    c.sock.write('POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n2\r\nokay\r\n0\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await until(() => c.closed, 'closed');
+    assert.match(reason, /CRLF/);
+    assert.is(answers(c.text), 1, 'nothing after a broken body is parsed');
+  } finally {
+    await s.close();
+  }
+});
+
+test('an answer sent before the body was read closes the connection after it', async () => {
+  const s = await serve((req, res) => {
+    res.writeHead(404, { 'content-length': 0 });
+    res.end();
+  });
+  try {
+    const c = client(s.path);
+    c.sock.write('POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nonly part');
+    await until(() => c.closed, 'closed');
+    assert.match(c.text, /^HTTP\/1\.1 404 /);
+    assert.match(c.text, /connection: close\r\n/, 'the head says the connection ends');
+  } finally {
+    await s.close();
+  }
+});
+
+test('a header value that would split the response is refused before anything is sent', async () => {
+  let thrown: unknown;
+  const s = await serve((req, res) => {
+    try {
+      res.writeHead(200, { 'x-a': 'ok\r\nx-injected: 1' });
+    } catch (err) {
+      thrown = err;
+    }
+    try {
+      res.writeHead(200, { 'bad name': 'v' });
+    } catch {
+      // also refused
+    }
+    res.writeHead(502, { 'content-length': 0 });
+    res.end();
+  });
+  try {
+    const c = client(s.path);
+    c.sock.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await c.wait(/\r\n\r\n$/);
+    assert.instance(thrown, TypeError);
+    assert.match(c.text, /^HTTP\/1\.1 502 /);
+    assert.not.match(c.text, /injected/);
+  } finally {
+    await s.close();
+  }
+});
+
+test('onClose: once after the answer is flushed, or once when the client leaves first', async () => {
+  const closes: boolean[] = [];
+  let pending: Response | undefined;
+  const s = await serve((req, res) => {
+    res.onClose = () => closes.push(res.writableFinished);
+    if (req.url === '/now') {
+      res.writeHead(200, { 'content-length': 2 });
+      res.end('ok');
+    } else pending = res;
+  });
+  try {
+    const c = client(s.path);
+    c.sock.write('GET /now HTTP/1.1\r\nhost: x\r\n\r\n');
+    await c.wait(/ok$/);
+    await until(() => closes.length === 1, 'first close');
+    c.sock.write('GET /later HTTP/1.1\r\nhost: x\r\n\r\n');
+    await until(() => pending !== undefined, 'second request');
+    c.sock.destroy();
+    await until(() => closes.length === 2, 'second close');
+    assert.equal(closes, [true, false]);
+    assert.is(pending!.destroyed, true);
+    pending!.end('too late'); // ignored, no throw
+  } finally {
+    await s.close();
+  }
+});
+
+test('timeouts: an unfinished head gets 408, an idle connection is closed', async () => {
+  const s = await serve(echo, { headersTimeoutMs: 150, keepAliveTimeoutMs: 200 });
+  try {
+    const slow = client(s.path);
+    slow.sock.write('GET / HTTP/1.1\r\nhost: x\r\n');
+    await until(() => slow.closed, 'closed', 2000);
+    assert.match(slow.text, /^HTTP\/1\.1 408 /);
+    const idle = client(s.path);
+    idle.sock.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await idle.wait(/GET \/ 0$/);
+    await until(() => idle.closed, 'idle closed', 2000);
+  } finally {
+    await s.close();
+  }
+});
+
+test('timeouts: a body that does not arrive in time gets 408 and the read is aborted', async () => {
+  let reason = '';
+  const s = await serve(
+    (req) => req.read({ data: () => {}, end: () => {}, abort: (r) => (reason = r) }),
+    { requestTimeoutMs: 150 },
+  );
+  try {
+    const c = client(s.path);
+    c.sock.write('POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc');
+    await until(() => c.closed, 'closed', 2000);
+    assert.match(c.text, /^HTTP\/1\.1 408 /);
+    assert.match(reason, /in time/);
+  } finally {
+    await s.close();
+  }
+});
+
+test('close(): idle connections close now, a busy one after its answer, new ones are refused', async () => {
+  let hold: Response | undefined;
+  const s = await serve((req, res) => (hold = res));
+  try {
+    const idle = client(s.path);
+    const busy = client(s.path);
+    await until(() => s.server.connections === 2, 'two connections');
+    busy.sock.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await until(() => hold !== undefined, 'request');
+    s.server.close();
+    await until(() => idle.closed, 'idle closed');
+    assert.is(busy.closed, false);
+    hold!.writeHead(200, { 'content-length': 2 });
+    hold!.end('ok');
+    await until(() => busy.closed, 'busy closed after its answer');
+    assert.match(busy.text, /connection: close\r\n\r\nok$/);
+  } finally {
+    await s.close().catch(() => {});
+  }
+});
+
+test('a large answer with a length goes out whole and the connection goes on', async () => {
+  const big = Buffer.alloc(300_000, 'z');
+  const s = await serve((req, res) => {
+    res.writeHead(200, { 'content-length': big.length });
+    res.end(big);
+  });
+  try {
+    const c = client(s.path);
+    c.sock.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await c.wait(/z{300000}$/);
+    assert.is(c.text.length - c.text.indexOf('\r\n\r\n') - 4, big.length);
+    c.sock.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await until(() => answers(c.text) === 2, 'second answer');
+  } finally {
+    await s.close();
+  }
+});
+
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+test.run();
