@@ -55,10 +55,35 @@ function amzDate(ms: number): string {
 
 // crypto.hash (Node 20.12+) hashes in one call, without a Hash object per digest; at
 // 10,000+ requests per second those objects showed in allocation profiles.
-const sha256Hex: (data: string | Buffer) => string =
-  typeof crypto.hash === 'function'
-    ? (data) => crypto.hash('sha256', data, 'hex')
-    : (data) => createHash('sha256').update(data).digest('hex');
+const oneShot = typeof crypto.hash === 'function';
+const sha256Hex: (data: string | Buffer) => string = oneShot
+  ? (data) => crypto.hash('sha256', data, 'hex')
+  : (data) => createHash('sha256').update(data).digest('hex');
+
+/**
+ * HMAC-SHA256 with a fixed key, as RFC 2104 defines it, from two one-shot hashes:
+ * H((K ^ opad) || H((K ^ ipad) || m)). An Hmac object per signature (a stream with a native
+ * handle) was the signer's largest cost after the hashing itself. The padded keys are
+ * computed once per signing key; the scratch buffers are filled and hashed synchronously.
+ */
+export function fixedKeyHmac(key: Buffer): (message: string) => string {
+  if (!oneShot || key.length > 64) return (message) => createHmac('sha256', key).update(message).digest('hex');
+  // The key is a SHA-256 output (32 bytes), shorter than the 64-byte block: zero-padded.
+  const inner = Buffer.alloc(64 + 512);
+  const outer = Buffer.alloc(64 + 32);
+  for (let i = 0; i < 64; i++) {
+    const k = i < key.length ? key[i]! : 0;
+    inner[i] = k ^ 0x36;
+    outer[i] = k ^ 0x5c;
+  }
+  return (message) => {
+    const len = Buffer.byteLength(message);
+    const data = len <= 512 ? inner : Buffer.concat([inner.subarray(0, 64), Buffer.alloc(len)]);
+    data.write(message, 64);
+    crypto.hash('sha256', data.subarray(0, 64 + len), 'buffer').copy(outer, 64);
+    return crypto.hash('sha256', outer, 'hex');
+  };
+}
 
 /**
  * A header value as smithy canonicalises it: CR and LF become spaces, runs of spaces and
@@ -101,7 +126,7 @@ export function createFastSigner(opts: SignerOptions): Signer {
   const now = opts.now ?? Date.now;
   const smithy = createSigner(opts);
   const credentials: CredentialSource = opts.credentials;
-  let keyCache: { creds: AwsCredentialIdentity; day: string; key: Buffer; scope: string; credential: string } | undefined;
+  let keyCache: { creds: AwsCredentialIdentity; day: string; hmac: (message: string) => string; scope: string; credential: string } | undefined;
   const pathCache = new Map<string, string>();
 
   const signingKey = (creds: AwsCredentialIdentity, day: string) => {
@@ -111,7 +136,7 @@ export function createFastSigner(opts: SignerOptions): Signer {
     const kService = createHmac('sha256', kRegion).update(service).digest();
     const key = createHmac('sha256', kService).update('aws4_request').digest();
     const scope = `${day}/${region}/${service}/aws4_request`;
-    keyCache = { creds, day, key, scope, credential: `${creds.accessKeyId}/${scope}` };
+    keyCache = { creds, day, hmac: fixedKeyHmac(key), scope, credential: `${creds.accessKeyId}/${scope}` };
     return keyCache;
   };
 
@@ -148,7 +173,7 @@ export function createFastSigner(opts: SignerOptions): Signer {
         `${input.method}\n${canonical(input.path)}\n${canonicalQuery(input.query)}\n` +
         `${canonicalHeaders}\n${signedHeaders}\n${payloadHash}`;
       const stringToSign = `AWS4-HMAC-SHA256\n${longDate}\n${k.scope}\n${sha256Hex(request)}`;
-      const signature = createHmac('sha256', k.key).update(stringToSign).digest('hex');
+      const signature = k.hmac(stringToSign);
       headers.authorization = `AWS4-HMAC-SHA256 Credential=${k.credential}, SignedHeaders=${signedHeaders}, Signature=${signature}`;
       return headers;
     },

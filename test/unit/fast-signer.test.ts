@@ -1,12 +1,12 @@
 // The fast signer must be indistinguishable from @smithy/signature-v4, the signer of
 // record: the same headers, byte for byte, on AWS's SigV4 test vectors and on
 // randomised Lambda requests; and the independent verifier must accept what it signs.
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { staticCredentials } from '../../src/credentials.ts';
-import { canonicalPath, createFastSigner } from '../../src/fast-signer.ts';
+import { canonicalPath, createFastSigner, fixedKeyHmac } from '../../src/fast-signer.ts';
 import { invokeTarget, parseFunctionRef } from '../../src/route.ts';
 import { createSigner } from '../../src/signer.ts';
 import { verifySigV4 } from '../helpers/sigv4-verify.ts';
@@ -146,6 +146,21 @@ test('the fast signer does not modify its input', async () => {
   const headers = { host: 'h', 'content-type': 'application/json' };
   await fast.sign({ method: 'POST', path: '/x', headers, body: Buffer.alloc(1) });
   assert.equal(headers, { host: 'h', 'content-type': 'application/json' });
+});
+
+test('fixedKeyHmac equals node:crypto HMAC-SHA256 for messages around its scratch size, reused', () => {
+  for (const keyLength of [32, 16, 64, 100]) {
+    const key = randomBytes(keyLength);
+    const hmac = fixedKeyHmac(key);
+    // 512 bytes fit the scratch buffer; past it the message takes another path. Each length
+    // twice with different content, so that leftovers from a longer message would show.
+    for (const length of [0, 1, 63, 64, 140, 511, 512, 513, 2000, 140, 1]) {
+      for (let k = 0; k < 2; k++) {
+        const message = randomBytes(length).toString('base64').slice(0, length);
+        assert.is(hmac(message), createHmac('sha256', key).update(message).digest('hex'), `key ${keyLength} B, message ${length} B`);
+      }
+    }
+  }
 });
 
 test.run();
