@@ -327,7 +327,8 @@ class Connection {
   private paused = false;
   /** Feeding the body of a request to its Request, bound once per connection. */
   private readonly bodyData = (chunk: Buffer): void => this.req!._data(chunk);
-  readonly onFlushed = (): void => this.finished();
+  /** The write that ends an answer: flushed, or failed because the connection died. */
+  readonly onFlushed = (err?: Error | null): void => (err ? void this.socket.destroy() : this.finished());
 
   constructor(
     readonly socket: net.Socket,
@@ -380,6 +381,8 @@ class Connection {
   }
 
   private onData(chunk: Buffer): void {
+    // Refused, or closing after its last answer: nothing more is read.
+    if (this.phase === Phase.Closed) return;
     if (this.phase === Phase.Active) {
       const req = this.req!;
       let used = 0;
@@ -486,7 +489,7 @@ class Connection {
     res._closed(true);
     if (!res.shouldKeepAlive || !req.complete || this.broken || this.server.closing) {
       this.phase = Phase.Closed;
-      this.socket.end();
+      this.socket.destroySoon(); // ends, and closes once flushed: a client that never closes its side does not linger
       return;
     }
     this.since = Date.now();
