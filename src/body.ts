@@ -14,6 +14,27 @@ export class BodyTooLargeError extends PayloadTooLargeError {
 const EMPTY = Buffer.alloc(0);
 
 /**
+ * A request body in memory: one Buffer, or the chunks it arrived in. Large bodies stay in
+ * their chunks: joining 256 KiB costs a copy and a second large allocation, and every large
+ * allocation brings V8's next full collection closer (external memory).
+ */
+export type Body = Buffer | readonly Buffer[];
+
+// Below this, one contiguous Buffer (a copy of a few KiB is cheaper than handling parts).
+const KEEP_CHUNKS_FROM = 64 << 10;
+
+export function bodyLength(body: Body): number {
+  if (Buffer.isBuffer(body)) return body.length;
+  let n = 0;
+  for (const c of body) n += c.length;
+  return n;
+}
+
+export function joinBody(body: Body): Buffer {
+  return Buffer.isBuffer(body) ? body : body.length === 1 ? body[0]! : Buffer.concat(body);
+}
+
+/**
  * Resolves with the whole body, or rejects with PayloadTooLarge once it passes
  * `max`. After the limit the remainder is read and discarded up to `drainMax` more
  * bytes, so that a client still sending (Varnish writes the whole body before it
@@ -25,7 +46,7 @@ export function readBody(
   drainMax = 16 << 20,
   /** Accounts buffered bytes; throws (OverloadedError) to refuse them. */
   take?: (bytes: number) => void,
-): Promise<Buffer> {
+): Promise<Body> {
   const length = req.contentLength;
   const tooLarge = `request body is larger than --max-body (${max} bytes)`;
   if (length > max && length - max > drainMax) {
@@ -45,15 +66,18 @@ export function readBody(
   // With a declared length the whole of it was accounted above; chunked bodies count as they come.
   const count = take !== undefined && !declared ? take : undefined;
 
-  return new Promise<Buffer>((resolve, reject) => {
-    // With a declared length: the one chunk that holds it all, or one allocation and no concat.
+  // A large declared length is kept in its chunks, as a chunked body is.
+  const copy = declared && length < KEEP_CHUNKS_FROM;
+
+  return new Promise<Body>((resolve, reject) => {
+    // A small declared length: the one chunk that holds it all, or one allocation and no concat.
     let buf: Buffer | undefined;
     const chunks: Buffer[] = [];
     let size = 0;
     let over = length > max;
     let settled = false;
 
-    const finish = (err?: Error, body?: Buffer): void => {
+    const finish = (err?: Error, body?: Body): void => {
       if (settled) return;
       settled = true;
       if (err !== undefined) {
@@ -74,8 +98,8 @@ export function readBody(
           chunks.length = 0;
           return;
         }
-        if (declared) {
-          if (size > length) return finish(new InvalidRequestError('body longer than Content-Length'));
+        if (declared && size > length) return finish(new InvalidRequestError('body longer than Content-Length'));
+        if (copy) {
           if (size === length && buf === undefined) {
             buf = chunk;
             return;
@@ -95,11 +119,10 @@ export function readBody(
       },
       end() {
         if (over) return finish(new BodyTooLargeError(tooLarge, true));
-        if (declared) {
-          if (size !== length) return finish(new InvalidRequestError('body shorter than Content-Length'));
-          return finish(undefined, buf);
-        }
-        finish(undefined, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+        if (declared && size !== length) return finish(new InvalidRequestError('body shorter than Content-Length'));
+        if (copy) return finish(undefined, buf);
+        if (chunks.length <= 1) return finish(undefined, chunks[0] ?? EMPTY);
+        finish(undefined, size < KEEP_CHUNKS_FROM ? Buffer.concat(chunks, size) : chunks);
       },
       abort(reason) {
         finish(new InvalidRequestError(reason));

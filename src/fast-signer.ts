@@ -60,6 +60,12 @@ const sha256Hex: (data: string | Buffer) => string = oneShot
   ? (data) => crypto.hash('sha256', data, 'hex')
   : (data) => createHash('sha256').update(data).digest('hex');
 
+function sha256HexParts(parts: readonly Buffer[]): string {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest('hex');
+}
+
 /**
  * HMAC-SHA256 with a fixed key, as RFC 2104 defines it, from two one-shot hashes:
  * H((K ^ opad) || H((K ^ ipad) || m)). An Hmac object per signature (a stream with a native
@@ -168,7 +174,7 @@ export function createFastSigner(opts: SignerOptions): Signer {
         canonicalHeaders += `${n}:${canonicalValue(headers[n]!)}\n`;
         signedHeaders += i === 0 ? n : `;${n}`;
       }
-      const payloadHash = sha256Hex(input.body);
+      const payloadHash = Buffer.isBuffer(input.body) ? sha256Hex(input.body) : sha256HexParts(input.body);
       const request =
         `${input.method}\n${canonical(input.path)}\n${canonicalQuery(input.query)}\n` +
         `${canonicalHeaders}\n${signedHeaders}\n${payloadHash}`;

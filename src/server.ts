@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { createAdmission, type Hold } from './admission.js';
 import type { Config } from './config.js';
 import type { CredentialSource } from './credentials.js';
-import { collect, readBody } from './body.js';
+import { bodyLength, collect, joinBody, readBody, type Body } from './body.js';
 import {
   errorResponse,
   InvalidFunctionResponseError,
@@ -164,7 +164,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     checkAllowed(allowed, r.fn);
     admit(entry);
     const body = await readBody(req, config.maxBody, undefined, entry.hold!.take);
-    entry.bytesIn = body.length;
+    entry.bytesIn = bodyLength(body);
     const ex = await invoke(r.fn, r.qualifier, outboundHeaders(req.headers), body, res, entry);
     streamBack(ex, res, entry);
   }
@@ -194,7 +194,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
         throw new InvalidPayloadError('X-Lambda-Payload is not valid JSON');
       }
     } else {
-      const event = buildEvent({ method: req.method ?? 'GET', url: req.url ?? '/', httpVersion: req.httpVersion, rawHeaders: req.rawHeaders, body });
+      const event = buildEvent({ method: req.method ?? 'GET', url: req.url ?? '/', httpVersion: req.httpVersion, rawHeaders: req.rawHeaders, body: joinBody(body) });
       payload = Buffer.from(JSON.stringify(event));
       hold.take(payload.length);
     }
@@ -249,7 +249,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     fn: FunctionRef,
     qualifier: string | undefined,
     headers: Record<string, string>,
-    body: Buffer,
+    body: Body,
     res: Response | undefined,
     entry: RequestLog,
     timeoutMs = config.timeoutMs,
@@ -266,7 +266,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     }
     let timer: NodeJS.Timeout | undefined;
     headers.host = config.signingHost;
-    headers['content-length'] = String(body.length);
+    headers['content-length'] = String(bodyLength(body));
     const sign = () =>
       signer.sign({
         method: 'POST',

@@ -3,6 +3,7 @@
 import { Hash } from '@smithy/hash-node';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { joinBody, type Body } from './body.js';
 import type { CredentialSource } from './credentials.js';
 
 export interface SignInput {
@@ -12,7 +13,7 @@ export interface SignInput {
   readonly query?: Readonly<Record<string, string>>;
   /** Everything that will be sent, lower-case names, host included. */
   readonly headers: Readonly<Record<string, string>>;
-  readonly body: Buffer;
+  readonly body: Body;
 }
 
 export interface Signer {
@@ -54,7 +55,7 @@ export function createSigner(opts: SignerOptions): Signer {
         path: input.path,
         query: input.query as Record<string, string> | undefined,
         headers: { ...input.headers },
-        body: input.body,
+        body: joinBody(input.body),
       });
       const signed = await sigv4.sign(request, { signingDate: new Date(now() + offset) });
       return signed.headers as Record<string, string>;

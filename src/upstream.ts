@@ -5,6 +5,7 @@ import http, { type IncomingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import type { Readable } from 'node:stream';
+import { bodyLength, type Body } from './body.js';
 import { UpstreamUnavailableError } from './errors.js';
 import { H2Stream, REFUSED_STREAM } from './h2/connection.js';
 import { NoHttp2Error, SessionPool, type PooledSession } from './session-pool.js';
@@ -16,7 +17,7 @@ export interface UpstreamRequest {
   readonly target: string;
   /** Signed headers, lower-case, including host. */
   readonly headers: Readonly<Record<string, string>>;
-  readonly body: Buffer;
+  readonly body: Body;
 }
 
 export interface UpstreamResponse {
@@ -237,7 +238,7 @@ class Http1Client {
         servername: this.servername,
         method: req.method,
         path: req.target,
-        headers: { ...req.headers, 'content-length': String(req.body.length) },
+        headers: { ...req.headers, 'content-length': String(bodyLength(req.body)) },
         timeout: this.connectTimeoutMs,
       });
       let responded = false;
@@ -269,7 +270,11 @@ class Http1Client {
         }
         reject(new UpstreamUnavailableError('Lambda endpoint unavailable', { cause: err }));
       });
-      r.end(req.body);
+      if (Buffer.isBuffer(req.body)) r.end(req.body);
+      else {
+        for (const part of req.body) r.write(part);
+        r.end();
+      }
     });
   }
 

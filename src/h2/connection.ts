@@ -96,8 +96,13 @@ export class H2Stream extends Readable {
 
   // Sending side.
   /** @internal */ sendWindow: number;
-  /** @internal */ body: Buffer | undefined;
+  /** @internal The request body's parts (one Buffer, or the chunks it arrived in). */
+  body: readonly Buffer[] | undefined;
+  /** @internal Where sending is: the part, the offset in it, and the bytes sent and due. */
+  bodyPart = 0;
   /** @internal */ bodyAt = 0;
+  /** @internal */ bodySent = 0;
+  /** @internal */ bodySize = 0;
   /** @internal */ localEnded = false;
   // Receiving side.
   /** @internal */ recvWindow: number;
@@ -217,7 +222,7 @@ export class H2Connection extends EventEmitter {
    * [name, value, …] with the pseudo-headers first. Throws if the connection takes no new
    * streams (nothing was sent).
    */
-  request(headers: string[], body: Buffer | undefined): H2Stream {
+  request(headers: string[], body: Buffer | readonly Buffer[] | undefined): H2Stream {
     if (this.destroyed || this.closing) throw new H2StreamError('the connection takes no new streams', undefined, true);
     const stream = new H2Stream(this, this.peerInitialWindow, this.streamWindow);
     stream.id = this.nextId;
@@ -226,12 +231,15 @@ export class H2Connection extends EventEmitter {
     if (this.nextId > LAST_CLIENT_STREAM_ID) this.closing = true;
     this.streams.set(stream.id, stream);
     const block = encodeHeaders(headers);
-    const empty = body === undefined || body.length === 0;
-    this.headers(stream.id, block, empty);
-    if (empty) {
+    const parts = body === undefined ? [] : Buffer.isBuffer(body) ? [body] : body;
+    let size = 0;
+    for (const p of parts) size += p.length;
+    this.headers(stream.id, block, size === 0);
+    if (size === 0) {
       stream.localEnded = true;
     } else {
-      stream.body = body;
+      stream.body = parts;
+      stream.bodySize = size;
       this.sendBody(stream);
     }
     this.scheduleFlush();
@@ -591,19 +599,27 @@ export class H2Connection extends EventEmitter {
   // Sending
 
   private sendBody(stream: H2Stream): void {
-    const body = stream.body!;
-    while (stream.bodyAt < body.length) {
-      const n = Math.min(body.length - stream.bodyAt, stream.sendWindow, this.connSendWindow, this.peerMaxFrame);
+    const parts = stream.body!;
+    while (stream.bodySent < stream.bodySize) {
+      const part = parts[stream.bodyPart]!;
+      if (stream.bodyAt === part.length) {
+        // A frame never spans two parts: the next one starts where this part ends.
+        stream.bodyPart++;
+        stream.bodyAt = 0;
+        continue;
+      }
+      const n = Math.min(part.length - stream.bodyAt, stream.sendWindow, this.connSendWindow, this.peerMaxFrame);
       if (n <= 0) {
         if (!this.blocked.includes(stream)) this.blocked.push(stream);
         return;
       }
-      const last = stream.bodyAt + n === body.length;
-      const chunk = body.subarray(stream.bodyAt, stream.bodyAt + n);
+      const last = stream.bodySent + n === stream.bodySize;
+      const chunk = part.subarray(stream.bodyAt, stream.bodyAt + n);
       this.frame(DATA, last ? END_STREAM : 0, stream.id, n);
       if (n <= COPY_LIMIT) this.copyInto(chunk);
       else this.reference(chunk);
       stream.bodyAt += n;
+      stream.bodySent += n;
       stream.sendWindow -= n;
       this.connSendWindow -= n;
     }

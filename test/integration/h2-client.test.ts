@@ -140,6 +140,24 @@ test('response headers: repeated names, set-cookie as a list, latin1 bytes, inte
   assert.is((await readAll(s)).toString(), 'done');
 });
 
+test('a body in parts (odd sizes, empty parts, one past a frame) arrives whole and in order, also under a small window', async () => {
+  const parts = [5, 0, 16_384, 16_385, 1, 0, 70_000, 3].map((n, i) => Buffer.alloc(n, 65 + i));
+  const whole = Buffer.concat(parts);
+  for (const initialWindowSize of [65_535, 1000]) {
+    const { port } = await server(echo, { initialWindowSize });
+    const c = await connect(port);
+    const s = c.request(req('/parts'), parts);
+    await response(s);
+    assert.ok((await readAll(s)).equals(whole), `window ${initialWindowSize}: the echo differs`);
+  }
+  // Only empty parts: a request without a body (END_STREAM on HEADERS).
+  const { port } = await server(echo);
+  const c = await connect(port);
+  const s = c.request(req('/none'), [Buffer.alloc(0), Buffer.alloc(0)]);
+  await response(s);
+  assert.is((await readAll(s)).length, 0);
+});
+
 test('flow control: a peer with a 1,000-byte window still receives 200 KB whole', async () => {
   let received = 0;
   const { port } = await server((stream) => {

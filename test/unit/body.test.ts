@@ -6,9 +6,9 @@ import net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BodyTooLargeError, readBody } from '../../src/body.ts';
+import { BodyTooLargeError, bodyLength, joinBody, readBody } from '../../src/body.ts';
 import { InvalidRequestError, LambdaSignError } from '../../src/errors.ts';
-import { Http1Server } from '../../src/http1/server.ts';
+import { Http1Server, type BodySink, type Request } from '../../src/http1/server.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'lambda-sign-body-'));
 const SOCKET = join(dir, 'body.sock');
@@ -56,8 +56,8 @@ const http1 = new Http1Server(OPTIONS, async (req, res) => {
   if (q.has('late')) await new Promise((r) => setTimeout(r, Number(q.get('late'))));
   try {
     const body = await readBody(req, max, drain);
-    report({ body });
-    const text = `ok ${body.length}`;
+    report({ body: joinBody(body) });
+    const text = `ok ${bodyLength(body)}`;
     res.writeHead(200, { 'content-length': text.length });
     res.end(text);
   } catch (err) {
@@ -263,6 +263,38 @@ test('a client that disconnects while its over-limit body is drained → a rejec
   const answer = send('/?max=10', ['Content-Length: 2'], ['ok']);
   expectBody(await nextOutcome(), Buffer.from('ok'));
   assert.is(status(await answer), 200);
+});
+
+/** A request whose body arrives in the given pieces, synchronously, without a socket. */
+function fakeRequest(contentLength: number, pieces: Buffer[]): Request {
+  return {
+    contentLength,
+    read(sink: BodySink) {
+      for (const p of pieces) sink.data(p);
+      sink.end();
+    },
+    stopReading() {},
+  } as unknown as Request;
+}
+
+test('a body of 64 KiB or more stays in the chunks it arrived in; a smaller one is one Buffer', async () => {
+  const big = [Buffer.alloc(30_000, 1), Buffer.alloc(40_000, 2), Buffer.alloc(5, 3)];
+  const kept = await readBody(fakeRequest(70_005, big), 1 << 20);
+  assert.ok(Array.isArray(kept), 'a large declared body is not joined');
+  assert.is((kept as Buffer[]).length, 3);
+  assert.ok((kept as Buffer[]).every((c, i) => c === big[i]), 'the chunks themselves, not copies');
+  assert.is(bodyLength(kept), 70_005);
+  assert.ok(joinBody(kept).equals(Buffer.concat(big)));
+
+  const chunked = await readBody(fakeRequest(-1, big), 1 << 20);
+  assert.ok(Array.isArray(chunked), 'a large chunked body is not joined either');
+
+  const small = [Buffer.from('{"a":'), Buffer.from('1}')];
+  for (const length of [7, -1]) {
+    const one = await readBody(fakeRequest(length, small), 1 << 20);
+    assert.ok(Buffer.isBuffer(one), `a small body (length ${length}) is one Buffer`);
+    assert.is((one as Buffer).toString(), '{"a":1}');
+  }
 });
 
 test.run();

@@ -163,4 +163,23 @@ test('fixedKeyHmac equals node:crypto HMAC-SHA256 for messages around its scratc
   }
 });
 
+test('a body in parts signs exactly as the same bytes in one Buffer, with both signers', async () => {
+  const credentials = staticCredentials({ accessKeyId: 'AKID', secretAccessKey: 'secret', sessionToken: 'tok' });
+  const at = Date.UTC(2026, 10, 21, 12, 0, 0);
+  const parts = [randomBytes(70_000), Buffer.alloc(0), randomBytes(3)];
+  const input = (body: Buffer | Buffer[]) => ({
+    method: 'POST',
+    path: '/2015-03-31/functions/f/invocations',
+    headers: { host: 'lambda.us-west-2.amazonaws.com', 'content-type': 'application/json', 'content-length': '70003' },
+    body,
+  });
+  const fast = createFastSigner({ region: 'us-west-2', credentials, now: () => at });
+  const smithy = createSigner({ region: 'us-west-2', credentials, now: () => at });
+  const whole = await fast.sign(input(Buffer.concat(parts)));
+  assert.equal(await fast.sign(input(parts)), whole);
+  assert.equal(await smithy.sign(input(parts)), whole);
+  // And the payload hash really is over every part.
+  assert.not.equal(await fast.sign(input(parts.slice(0, 1))), whole);
+});
+
 test.run();
