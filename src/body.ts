@@ -96,6 +96,8 @@ export function readBody(
           over = true;
           buf = undefined;
           chunks.length = 0;
+          // One piece can carry the body past the drain limit as well.
+          if (size - max > drainMax) finish(new BodyTooLargeError(tooLarge, false));
           return;
         }
         if (declared && size > length) return finish(new InvalidRequestError('body longer than Content-Length'));

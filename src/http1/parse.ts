@@ -163,6 +163,10 @@ const enum Chunk {
 
 // A chunk size fits in 2^53 with this many hex digits; more is refused, not wrapped.
 const MAX_SIZE_DIGITS = 13;
+// A chunk-size line (size, whitespace, extensions) longer than this is refused: its bytes
+// count against no body limit, so a peer could otherwise stream them forever
+// (node:http caps it too, since CVE-2024-22019).
+const MAX_SIZE_LINE = 4096;
 const MAX_TRAILER_BYTES = 16 << 10;
 
 /**
@@ -176,6 +180,9 @@ export class ChunkedDecoder {
   private digits = 0;
   private left = 0;
   private trailerBytes = 0;
+  private sizeLineBytes = 0;
+  /** Data of the current push() not yet handed on: many small chunks go on as one Buffer. */
+  private pending: Buffer[] = [];
   /** Bytes of the current trailer line: 0 at the start of a line. */
   private lineBytes = 0;
   private cr = false;
@@ -191,6 +198,7 @@ export class ChunkedDecoder {
     const n = buf.length;
     while (i < n && this.state !== Chunk.Done) {
       const c = buf[i]!;
+      if (this.state <= Chunk.Ext && ++this.sizeLineBytes > MAX_SIZE_LINE) throw new HttpParseError(400, 'chunk size line too long');
       switch (this.state) {
         case Chunk.Size: {
           const v = hexValue(c);
@@ -234,10 +242,11 @@ export class ChunkedDecoder {
           }
           this.size = 0;
           this.digits = 0;
+          this.sizeLineBytes = 0;
           break;
         case Chunk.Data: {
           const take = Math.min(this.left, n - i);
-          this.onData(buf.subarray(i, i + take));
+          this.pending.push(buf.subarray(i, i + take));
           i += take;
           this.left -= take;
           if (this.left === 0) this.state = Chunk.DataCr;
@@ -272,7 +281,20 @@ export class ChunkedDecoder {
           break;
       }
     }
+    this.flush();
     return i - start;
+  }
+
+  /**
+   * Hands on the data of this push() as one Buffer: a body sent in tiny chunks would
+   * otherwise become a Buffer object per chunk (millions for a few MB), far more memory
+   * than the bytes that --max-body and --max-buffered account for.
+   */
+  private flush(): void {
+    const pending = this.pending;
+    if (pending.length === 0) return;
+    this.pending = [];
+    this.onData(pending.length === 1 ? pending[0]! : Buffer.concat(pending));
   }
 }
 

@@ -317,6 +317,8 @@ class Connection {
   /** When the current phase began (ms): idle since, or the request's first byte. */
   since = Date.now();
   private buf: Buffer | undefined;
+  /** The storage `buf` starts at, when append() made it: room to grow into. */
+  private spare: Buffer | undefined;
   private searchFrom = 0;
   private req: Request | undefined;
   private res: Response | undefined;
@@ -402,14 +404,45 @@ class Connection {
     this.parse();
   }
 
+  /**
+   * Adds bytes to the unparsed ones. They grow into a buffer of doubling size, so a head
+   * sent a byte at a time costs linear copying, not quadratic.
+   */
   private append(chunk: Buffer): void {
-    this.buf = this.buf === undefined ? chunk : Buffer.concat([this.buf, chunk]);
+    const buf = this.buf;
+    if (buf === undefined) {
+      this.buf = chunk;
+      this.spare = undefined;
+      return;
+    }
+    const length = buf.length + chunk.length;
+    let store = this.spare;
+    // Only while `buf` is still the start of that storage (parsing moves it along).
+    const growable = store !== undefined && store.buffer === buf.buffer && store.byteOffset === buf.byteOffset;
+    if (store === undefined || !growable || store.length < length) {
+      store = Buffer.allocUnsafe(Math.max(length * 2, 4096));
+      buf.copy(store, 0);
+    }
+    chunk.copy(store, buf.length);
+    this.spare = store;
+    this.buf = store.subarray(0, length);
   }
 
   /** Parses and starts buffered requests, one at a time. */
   private parse(): void {
-    const buf = this.buf;
+    let buf = this.buf;
     if (buf === undefined || this.phase === Phase.Active || this.phase === Phase.Closed) return;
+    // RFC 9112 §2.2: empty lines before a request line are ignored (as node:http does).
+    if (buf[0] === 13 || buf[0] === 10) {
+      let at = 0;
+      while (at + 1 < buf.length && buf[at] === 13 && buf[at + 1] === 10) at += 2;
+      if (at > 0) {
+        buf = at < buf.length ? buf.subarray(at) : undefined;
+        this.buf = buf;
+        this.searchFrom = 0;
+        if (buf === undefined) return;
+      }
+    }
     const max = this.server.options.maxHeaderSize;
     const end = buf.indexOf('\r\n\r\n', this.searchFrom, 'latin1');
     if (end < 0 || end + 4 > max) {
@@ -493,13 +526,14 @@ class Connection {
       return;
     }
     this.since = Date.now();
+    // Before the next request starts: it may pause the socket again (a body it refuses).
+    this.resumeReading();
     if (this.buf === undefined) {
       this.phase = Phase.Idle;
     } else {
       this.phase = Phase.Head;
       this.parse();
     }
-    this.resumeReading();
   }
 
   /** Answers a request that cannot be served with its status, then closes. */

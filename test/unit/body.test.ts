@@ -297,4 +297,12 @@ test('a body of 64 KiB or more stays in the chunks it arrived in; a smaller one 
   }
 });
 
+test('regression: one piece past max+drainMax is refused at once, not after an end that may never come', async () => {
+  // The drain limit was checked only on the pieces after the first one over max; once the
+  // chunked decoder handed on a whole read as one piece, a body with no end hung the reader.
+  const never: Request = { contentLength: -1, read: (sink: BodySink) => sink.data(Buffer.alloc(40)), stopReading() {} } as unknown as Request;
+  const err = await within(readBody(never, 10, 20).then(() => undefined, (e: unknown) => e), 'rejection');
+  expectTooLarge({ err }, false);
+});
+
 test.run();

@@ -212,4 +212,27 @@ test('chunked: a trailer section without end is refused once it passes its bound
   assert.unreachable('decoded');
 });
 
+test('chunked: a size line that never ends is refused at its bound, not read forever', () => {
+  for (const input of [`1;${'a'.repeat(5000)}`, `1${' '.repeat(5000)}`, `${'0'.repeat(12)}1;x\r\n`]) {
+    let status = 0;
+    try {
+      decode(input);
+    } catch (err) {
+      status = (err as HttpParseError).status;
+    }
+    if (input.length > 4096) assert.is(status, 400, `${input.slice(0, 10)}…`);
+    else assert.is(status, 0, 'a short line with leading zeros and an extension is fine');
+  }
+});
+
+test('chunked: many small chunks in one read reach the body as one Buffer', () => {
+  const pieces: Buffer[] = [];
+  const d = new ChunkedDecoder((c) => pieces.push(c));
+  const input = Buffer.from('1\r\na\r\n'.repeat(1000) + '0\r\n\r\n', 'latin1');
+  assert.is(d.push(input, 0), input.length);
+  assert.ok(d.done);
+  assert.is(pieces.length, 1, 'one Buffer, not a thousand');
+  assert.is(pieces[0]!.toString(), 'a'.repeat(1000));
+});
+
 test.run();

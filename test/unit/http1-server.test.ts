@@ -380,6 +380,49 @@ test('a large answer with a length goes out whole and the connection goes on', a
   }
 });
 
+test('empty lines before a request line are ignored (RFC 9112 §2.2)', async () => {
+  const s = await serve(echo);
+  try {
+    const c = client(s.path);
+    c.sock.write('\r\n\r\nGET /after-blank HTTP/1.1\r\nhost: x\r\n\r\n');
+    await c.wait(/GET \/after-blank 0$/);
+  } finally {
+    await s.close();
+  }
+});
+
+test('requests sent a byte at a time, body and a pipelined second request included, read whole', async () => {
+  const s = await serve((req, res) => {
+    const chunks: Buffer[] = [];
+    req.read({
+      data: (c) => chunks.push(c),
+      end: () => {
+        // Held until the next request is under way, so reused storage would show.
+        setTimeout(() => {
+          const text = `${req.url}=${Buffer.concat(chunks).toString()};`;
+          res.writeHead(200, { 'content-length': text.length });
+          res.end(text);
+        }, 30);
+      },
+      abort: () => {},
+    });
+  });
+  try {
+    const c = client(s.path);
+    const bytes =
+      'POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n0123456789' +
+      'POST /next HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n';
+    for (const ch of bytes) {
+      c.sock.write(ch);
+      await new Promise((r) => setImmediate(r));
+    }
+    await c.wait(/\/next=abc;$/);
+    assert.match(c.text, /\/slow=0123456789;[^]*\/next=abc;$/);
+  } finally {
+    await s.close();
+  }
+});
+
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 test.run();
