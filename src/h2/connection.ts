@@ -119,8 +119,34 @@ export class H2Stream extends Readable {
     this.recvWindow = recvWindow;
   }
 
-  /** Consumer wants more: give the peer back the window it has used. */
+  /** Answer data that arrived before anyone read: kept out of the Readable until then. */
+  private early: Buffer[] | undefined;
+  private earlyEnded = false;
+  private reading = false;
+
+  /** @internal Answer data from the peer. */
+  deliver(data: Buffer): void {
+    if (this.reading) this.push(data);
+    else (this.early ??= []).push(data);
+  }
+
+  /** @internal The peer ended the answer. */
+  deliverEnd(): void {
+    if (this.reading) this.push(null);
+    else this.earlyEnded = true;
+  }
+
+  /** Consumer wants more: what arrived before it read, then the window the peer has used. */
   override _read(): void {
+    if (!this.reading) {
+      // Most answers are taken whole (takeComplete) and never pass through the Readable's
+      // buffer; one that is read as a stream gets what came early first, in order.
+      this.reading = true;
+      const early = this.early;
+      this.early = undefined;
+      if (early !== undefined) for (const chunk of early) this.push(chunk);
+      if (this.earlyEnded) return void this.push(null);
+    }
     this.conn.creditStream(this);
   }
 
@@ -136,9 +162,14 @@ export class H2Stream extends Readable {
    * undefined, and the caller reads the stream as usual.
    */
   takeComplete(): Buffer | undefined {
-    if (!this.remoteEnded || this.destroyed || this.readableFlowing !== null) return undefined;
-    // Ended and not flowing: read() returns everything buffered (or null when empty).
-    return (this.read() as Buffer | null) ?? EMPTY;
+    if (!this.remoteEnded || this.destroyed || this.reading || this.readableFlowing !== null) return undefined;
+    const early = this.early;
+    this.early = undefined;
+    this.reading = true;
+    // End the Readable as the stream path would ('end', then 'close' for its listeners).
+    this.push(null);
+    this.read();
+    return early === undefined ? EMPTY : early.length === 1 ? early[0]! : Buffer.concat(early);
   }
 
   /** RST_STREAM with `code` and ends the body with `reason` (never as a clean end). */
@@ -365,7 +396,7 @@ export class H2Connection extends EventEmitter {
     if (stream.expected !== -1 && stream.received > stream.expected) {
       return this.streamError(stream, PROTOCOL_ERROR, 'answer longer than its Content-Length');
     }
-    if (data.length > 0 && !stream.destroyed) stream.push(data);
+    if (data.length > 0 && !stream.destroyed) stream.deliver(data);
     if (flags & END_STREAM) this.remoteEnd(stream);
   }
 
@@ -457,7 +488,7 @@ export class H2Connection extends EventEmitter {
     if (code === NO_ERROR && (stream.remoteEnded || (stream.responded && stream.received === stream.expected))) {
       if (!stream.remoteEnded) {
         stream.remoteEnded = true;
-        if (!stream.destroyed) stream.push(null);
+        if (!stream.destroyed) stream.deliverEnd();
       }
       stream.localEnded = true;
       this.closeStream(stream);
@@ -543,7 +574,7 @@ export class H2Connection extends EventEmitter {
       return this.streamError(stream, PROTOCOL_ERROR, `answer of ${stream.received} bytes, Content-Length ${stream.expected}`);
     }
     stream.remoteEnded = true;
-    if (!stream.destroyed) stream.push(null);
+    if (!stream.destroyed) stream.deliverEnd();
     if (stream.localEnded) this.closeStream(stream);
     // else: still uploading; the peer answered early, and a RST_STREAM(NO_ERROR) may follow.
   }

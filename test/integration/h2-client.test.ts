@@ -140,6 +140,22 @@ test('response headers: repeated names, set-cookie as a list, latin1 bytes, inte
   assert.is((await readAll(s)).toString(), 'done');
 });
 
+test('an answer that arrived in several frames before anyone read is read whole and in order as a stream', async () => {
+  const { port } = await server((stream) => {
+    stream.respond({ ':status': 200 });
+    stream.write('one ');
+    stream.write('two ');
+    stream.end('three');
+  });
+  const c = await connect(port);
+  const s = await response(c.request(req('/early'), Buffer.alloc(0)));
+  // Let every frame and the end arrive while nothing reads.
+  await new Promise((r) => setTimeout(r, 100));
+  const closed = once(s, 'close');
+  assert.is((await readAll(s)).toString(), 'one two three');
+  await closed;
+});
+
 test('a body in parts (odd sizes, empty parts, one past a frame) arrives whole and in order, also under a small window', async () => {
   const parts = [5, 0, 16_384, 16_385, 1, 0, 70_000, 3].map((n, i) => Buffer.alloc(n, 65 + i));
   const whole = Buffer.concat(parts);
