@@ -20,7 +20,7 @@ import { Command, Option } from 'commander';
 import { buildConfig, ConfigError, DEFAULTS, LOG_LEVELS, type Config, type RawOptions } from './config.js';
 import { createCredentials, defaultChain } from './credentials.js';
 import { listen } from './listen.js';
-import { createLogger, errorSummary } from './log.js';
+import { createLogger, endLog, errorSummary } from './log.js';
 import { createMetrics, serveMetrics, type MetricsListener } from './metrics.js';
 import { createServer } from './server.js';
 import { createFastSigner } from './fast-signer.js';
@@ -179,8 +179,7 @@ async function main(): Promise<void> {
     await metricsListener?.close();
     listening?.cleanup();
     log.info('stopped');
-    log.flush();
-    process.exit(0);
+    endLog(log, () => process.exit(0));
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));

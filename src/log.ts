@@ -36,6 +36,26 @@ export function createLogger(level: LogLevel, destination?: NodeJS.WritableStrea
 }
 
 /**
+ * Writes out every line still buffered, in order, then calls `done`: the end of a process.
+ * pino's flush() does nothing for an asynchronous destination, and the synchronous flush
+ * that runs at exit can overtake a write still in flight (sonic-boom issue #101), which put
+ * "stopped" before "draining" in the journal. Ending the destination waits for that write.
+ */
+export function endLog(log: Logger, done: () => void): void {
+  const stream = (log as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as NodeJS.WritableStream | undefined;
+  if (stream === undefined || stream === process.stdout || typeof stream.end !== 'function') return done();
+  let called = false;
+  const once = (): void => {
+    if (!called) (called = true), done();
+  };
+  stream.once('close', once);
+  stream.once('error', once);
+  // Never hang the exit on a stuck stdout.
+  setTimeout(once, 2000);
+  stream.end();
+}
+
+/**
  * What an error may say in a log: its code and message, and the cause chain's codes
  * and messages. Never stacks (noise in the journal) and never objects a cause may
  * carry (response bodies that echo the canonical request, credentials).
