@@ -1,6 +1,6 @@
-// Reads a request body into one Buffer, never holding more than the limit. The HTTP/1.1
-// server has already framed it (Content-Length or chunked) and refused conflicting framing
-// (duplicate Content-Length, Content-Length with chunked).
+// Reads a request body into memory (one Buffer, or its chunks when large), never holding
+// more than the limit. The HTTP/1.1 server has already framed it (Content-Length or
+// chunked) and refused conflicting framing (duplicate Content-Length, CL with chunked).
 import { InvalidRequestError, PayloadTooLargeError } from './errors.js';
 import type { Request } from './http1/server.js';
 
@@ -88,15 +88,14 @@ export function readBody(
     req.read({
       data(chunk) {
         size += chunk.length;
-        if (over) {
-          if (size - max > drainMax) finish(new BodyTooLargeError(tooLarge, false));
-          return;
-        }
-        if (size > max) {
-          over = true;
-          buf = undefined;
-          chunks.length = 0;
-          // One piece can carry the body past the drain limit as well.
+        if (over || size > max) {
+          // Past the limit: keep nothing, read on (drain) up to drainMax more. One piece can
+          // carry the body past both at once.
+          if (!over) {
+            over = true;
+            buf = undefined;
+            chunks.length = 0;
+          }
           if (size - max > drainMax) finish(new BodyTooLargeError(tooLarge, false));
           return;
         }

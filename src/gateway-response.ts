@@ -3,6 +3,7 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import { FunctionError, InvalidFunctionResponseError } from './errors.js';
 import { HOP_BY_HOP } from './headers.js';
+import { TOKEN } from './http1/parse.js';
 
 export interface DecodedResponse {
   status: number;
@@ -16,7 +17,6 @@ const isForbidden = (name: string): boolean => name === 'content-length' || HOP_
 const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 const BEYOND_LATIN1 = /[^\x00-\xff]/;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /**
  * `invokeStatus` and `functionError` come from Lambda's Invoke answer (200 and

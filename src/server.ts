@@ -113,7 +113,6 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
       inflight++;
       const started = performance.now();
       const entry: RequestLog = {};
-      if (draining) res.shouldKeepAlive = false;
       res.onClose = () => {
         inflight--;
         entry.closed = true;
@@ -157,7 +156,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
 
   /** The raw Invoke API: Lambda's own path, body and answer. */
   async function handle(req: Request, res: Response, entry: RequestLog): Promise<void> {
-    const r = route(req.method ?? '', req.url ?? '');
+    const r = route(req.method, req.url);
     if (r.kind === 'health') return health(res);
     entry.mode = 'invoke';
     entry.fn = r.fn.name;
@@ -194,7 +193,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
         throw new InvalidPayloadError('X-Lambda-Payload is not valid JSON');
       }
     } else {
-      const event = buildEvent({ method: req.method ?? 'GET', url: req.url ?? '/', httpVersion: req.httpVersion, rawHeaders: req.rawHeaders, body: joinBody(body) });
+      const event = buildEvent({ method: req.method, url: req.url, httpVersion: req.httpVersion, rawHeaders: req.rawHeaders, body: joinBody(body) });
       payload = Buffer.from(JSON.stringify(event));
       hold.take(payload.length);
     }

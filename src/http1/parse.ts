@@ -3,6 +3,7 @@
 // Transfer-Encoding, no duplicate Content-Length, no transfer coding but chunked. Our peer is
 // Varnish, which sends clean HTTP/1.1; anything else is refused rather than guessed at.
 import http from 'node:http';
+import { connectionListed } from '../headers.js';
 
 /** A request that cannot be parsed: the status to answer with, then the connection closes. */
 export class HttpParseError extends Error {
@@ -29,9 +30,10 @@ export interface RequestHead {
   expectContinue: boolean;
 }
 
-// RFC 9110 §5.6.2 token, and field values without controls other than HTAB (§5.5).
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+// RFC 9110 §5.6.2 token (a field name), and a field value's forbidden bytes: controls
+// other than HTAB (§5.5). Shared by everything that reads or writes HTTP fields.
+export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+export const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 // request-line = method SP request-target SP HTTP-version (RFC 9112 §3); the target is
 // visible ASCII (RFC 3986: anything else is percent-encoded; node:http refuses raw UTF-8 too).
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP\/(\d)\.(\d)$/;
@@ -112,9 +114,8 @@ export function parseHead(text: string): RequestHead {
     bodyLength = Number(contentLength);
   }
 
-  const connection = headers['connection'];
-  const tokens = typeof connection === 'string' ? connection.toLowerCase() : '';
-  const keepAlive = httpVersion === '1.1' ? !hasToken(tokens, 'close') : hasToken(tokens, 'keep-alive');
+  const connection = connectionListed(headers['connection']);
+  const keepAlive = httpVersion === '1.1' ? connection?.has('close') !== true : connection?.has('keep-alive') === true;
 
   let expectContinue = false;
   const expect = headers['expect'];
@@ -130,12 +131,6 @@ function trimOws(s: string, start: number, end: number): string {
   while (start < end && (s.charCodeAt(start) === 32 || s.charCodeAt(start) === 9)) start++;
   while (end > start && (s.charCodeAt(end - 1) === 32 || s.charCodeAt(end - 1) === 9)) end--;
   return s.slice(start, end);
-}
-
-function hasToken(list: string, token: string): boolean {
-  if (list === token) return true;
-  for (const t of list.split(',')) if (t.trim() === token) return true;
-  return false;
 }
 
 function add(headers: Record<string, string | string[]>, key: string, value: string): void {

@@ -5,7 +5,8 @@
 // Requests arriving pipelined are kept and served in order, after the current answer.
 import net from 'node:net';
 import { STATUS_CODES } from 'node:http';
-import { ChunkedDecoder, HttpParseError, parseHead, type RequestHead } from './parse.js';
+import { connectionListed } from '../headers.js';
+import { BAD_VALUE, ChunkedDecoder, HttpParseError, parseHead, TOKEN, type RequestHead } from './parse.js';
 
 /** Where a request body goes as it arrives. */
 export interface BodySink {
@@ -34,8 +35,6 @@ export interface Http1Options {
 
 export type Handler = (req: Request, res: Response) => void;
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 // Body bytes held for a handler that has not asked for them yet, and pipelined bytes held
 // during an answer, before the connection stops reading.
 const MAX_QUEUED = 1 << 20;
@@ -179,7 +178,7 @@ export class Response {
       else if (name.length === 4 && name.toLowerCase() === 'date') date = true;
       else if (name.length === 10 && name.toLowerCase() === 'connection') {
         // The connection's fate is the server's to state, once: only `close` is taken from the caller.
-        if (/(?:^|,)\s*close\s*(?:,|$)/i.test(String(value))) this.shouldKeepAlive = false;
+        if (connectionListed(String(value))?.has('close')) this.shouldKeepAlive = false;
         continue;
       }
       if (typeof value === 'object') {
