@@ -49,6 +49,22 @@ async function serve(handler: Handler, options: Partial<Http1Options> = {}): Pro
   };
 }
 
+type Served = Awaited<ReturnType<typeof serve>>;
+
+/** Runs `fn` against a fresh server, closed afterwards whatever happens. */
+async function withServer(
+  handler: Handler,
+  ...rest: [fn: (s: Served) => Promise<void>] | [options: Partial<Http1Options>, fn: (s: Served) => Promise<void>]
+): Promise<void> {
+  const [options, fn] = rest.length === 1 ? [{}, rest[0]] : rest;
+  const s = await serve(handler, options);
+  try {
+    await fn(s);
+  } finally {
+    await s.close();
+  }
+}
+
 /** A raw client: what it has read so far, and whether the server closed. */
 function client(path: string) {
   const sock = net.connect(path);
@@ -71,8 +87,7 @@ async function until(cond: () => boolean, what: string, ms = 3000): Promise<void
 const answers = (text: string): number => (text.match(/HTTP\/1\.1 \d{3} /g) ?? []).length;
 
 test('keep-alive: requests one after another on one connection', async () => {
-  const s = await serve(echo);
-  try {
+  await withServer(echo, async (s) => {
     const c = client(s.path);
     c.sock.write('POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc');
     await c.wait(/POST \/a 3$/);
@@ -84,15 +99,13 @@ test('keep-alive: requests one after another on one connection', async () => {
     assert.is(c.closed, false);
     assert.is(s.server.connections, 1);
     c.sock.destroy();
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test('pipelined requests are answered in order, one at a time', async () => {
   let active = 0;
   let most = 0;
-  const s = await serve((req, res) => {
+  await withServer((req, res) => {
     active++;
     most = Math.max(most, active);
     // Answer later than the next request's arrival.
@@ -100,8 +113,7 @@ test('pipelined requests are answered in order, one at a time', async () => {
       active--;
       echo(req, res);
     }, 10);
-  });
-  try {
+  }, async (s) => {
     const c = client(s.path);
     c.sock.write(
       'POST /1 HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\nx' +
@@ -111,14 +123,11 @@ test('pipelined requests are answered in order, one at a time', async () => {
     await c.wait(/GET \/3 0$/);
     assert.match(c.text, /POST \/1 1[^]*POST \/2 2[^]*GET \/3 0$/);
     assert.is(most, 1, 'never two requests of one connection at once');
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test('HTTP/1.0: closes after the answer unless asked to keep alive', async () => {
-  const s = await serve(echo);
-  try {
+  await withServer(echo, async (s) => {
     const c = client(s.path);
     c.sock.write('GET /x HTTP/1.0\r\n\r\n');
     await until(() => c.closed, 'closed');
@@ -129,19 +138,16 @@ test('HTTP/1.0: closes after the answer unless asked to keep alive', async () =>
     assert.match(k.text, /connection: keep-alive\r\n/);
     assert.is(k.closed, false);
     k.sock.destroy();
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test('an answer without a length is chunked for HTTP/1.1, ended by the close for HTTP/1.0', async () => {
-  const s = await serve((req, res) => {
+  await withServer((req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.write(Buffer.from('hello '));
     res.write(Buffer.alloc(0));
     res.end(Buffer.from('world'));
-  });
-  try {
+  }, async (s) => {
     const c = client(s.path);
     c.sock.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
     await c.wait(/0\r\n\r\n$/);
@@ -153,18 +159,15 @@ test('an answer without a length is chunked for HTTP/1.1, ended by the close for
     assert.not.match(old.text, /transfer-encoding/);
     assert.ok(old.text.endsWith('connection: close\r\n\r\nhello world'), JSON.stringify(old.text));
     c.sock.destroy();
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test('HEAD, 204 and 304 answers carry no body, and the connection goes on', async () => {
-  const s = await serve((req, res) => {
+  await withServer((req, res) => {
     const status = req.url === '/204' ? 204 : req.url === '/304' ? 304 : 200;
     res.writeHead(status, status === 200 ? { 'content-length': 5 } : {});
     res.end(Buffer.from('body!'));
-  });
-  try {
+  }, async (s) => {
     const c = client(s.path);
     c.sock.write('HEAD / HTTP/1.1\r\nhost: x\r\n\r\nGET /204 HTTP/1.1\r\nhost: x\r\n\r\nGET /304 HTTP/1.1\r\nhost: x\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n');
     await c.wait(/body!$/);
@@ -172,22 +175,17 @@ test('HEAD, 204 and 304 answers carry no body, and the connection goes on', asyn
     assert.is(c.text.split('body!').length, 2, 'only the GET carries the body');
     assert.match(c.text, /^HTTP\/1\.1 200 OK\r\ncontent-length: 5\r\n/);
     assert.not.match(c.text, /transfer-encoding/);
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test('Expect: 100-continue is answered before the body is read', async () => {
-  const s = await serve(echo);
-  try {
+  await withServer(echo, async (s) => {
     const c = client(s.path);
     c.sock.write('POST /e HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 4\r\n\r\n');
     await c.wait(/^HTTP\/1\.1 100 Continue\r\n\r\n$/);
     c.sock.write('data');
     await c.wait(/POST \/e 4$/);
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 const REFUSED: [what: string, bytes: string, status: number][] = [
@@ -200,22 +198,19 @@ const REFUSED: [what: string, bytes: string, status: number][] = [
 for (const [what, bytes, status] of REFUSED) {
   test(`refused: ${what} → ${status} from errorPage, then closed`, async () => {
     let called = false;
-    const s = await serve(() => (called = true));
-    try {
+    await withServer(() => (called = true), async (s) => {
       const c = client(s.path);
       c.sock.write(bytes);
       await until(() => c.closed, 'closed');
       assert.match(c.text, new RegExp(`^HTTP/1\\.1 ${status} [^]*x-error: ${status}\\r\\n[^]*connection: close\\r\\n\\r\\n.+$`));
       assert.is(called, false, 'the handler never saw it');
-    } finally {
-      await s.close();
-    }
+    });
   });
 }
 
 test('a broken chunked body aborts the read; the answer closes the connection', async () => {
   let reason = '';
-  const s = await serve((req, res) => {
+  await withServer((req, res) => {
     req.read({
       data: () => {},
       end: () => assert.unreachable('ended'),
@@ -225,37 +220,31 @@ test('a broken chunked body aborts the read; the answer closes the connection', 
         res.end();
       },
     });
-  });
-  try {
+  }, async (s) => {
     const c = client(s.path);
     c.sock.write('POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n2\r\nokay\r\n0\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n');
     await until(() => c.closed, 'closed');
     assert.match(reason, /CRLF/);
     assert.is(answers(c.text), 1, 'nothing after a broken body is parsed');
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test('an answer sent before the body was read closes the connection after it', async () => {
-  const s = await serve((req, res) => {
+  await withServer((req, res) => {
     res.writeHead(404, { 'content-length': 0 });
     res.end();
-  });
-  try {
+  }, async (s) => {
     const c = client(s.path);
     c.sock.write('POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nonly part');
     await until(() => c.closed, 'closed');
     assert.match(c.text, /^HTTP\/1\.1 404 /);
     assert.match(c.text, /connection: close\r\n/, 'the head says the connection ends');
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test('a header value that would split the response is refused before anything is sent', async () => {
   let thrown: unknown;
-  const s = await serve((req, res) => {
+  await withServer((req, res) => {
     try {
       res.writeHead(200, { 'x-a': 'ok\r\nx-injected: 1' });
     } catch (err) {
@@ -268,30 +257,26 @@ test('a header value that would split the response is refused before anything is
     }
     res.writeHead(502, { 'content-length': 0 });
     res.end();
-  });
-  try {
+  }, async (s) => {
     const c = client(s.path);
     c.sock.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
     await c.wait(/\r\n\r\n$/);
     assert.instance(thrown, TypeError);
     assert.match(c.text, /^HTTP\/1\.1 502 /);
     assert.not.match(c.text, /injected/);
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test('onClose: once after the answer is flushed, or once when the client leaves first', async () => {
   const closes: boolean[] = [];
   let pending: Response | undefined;
-  const s = await serve((req, res) => {
+  await withServer((req, res) => {
     res.onClose = () => closes.push(res.writableFinished);
     if (req.url === '/now') {
       res.writeHead(200, { 'content-length': 2 });
       res.end('ok');
     } else pending = res;
-  });
-  try {
+  }, async (s) => {
     const c = client(s.path);
     c.sock.write('GET /now HTTP/1.1\r\nhost: x\r\n\r\n');
     await c.wait(/ok$/);
@@ -303,14 +288,11 @@ test('onClose: once after the answer is flushed, or once when the client leaves 
     assert.equal(closes, [true, false]);
     assert.is(pending!.destroyed, true);
     pending!.end('too late'); // ignored, no throw
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test('timeouts: an unfinished head gets 408, an idle connection is closed', async () => {
-  const s = await serve(echo, { headersTimeoutMs: 150, keepAliveTimeoutMs: 200 });
-  try {
+  await withServer(echo, { headersTimeoutMs: 150, keepAliveTimeoutMs: 200 }, async (s) => {
     const slow = client(s.path);
     slow.sock.write('GET / HTTP/1.1\r\nhost: x\r\n');
     await until(() => slow.closed, 'closed', 2000);
@@ -319,26 +301,19 @@ test('timeouts: an unfinished head gets 408, an idle connection is closed', asyn
     idle.sock.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
     await idle.wait(/GET \/ 0$/);
     await until(() => idle.closed, 'idle closed', 2000);
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test('timeouts: a body that does not arrive in time gets 408 and the read is aborted', async () => {
   let reason = '';
-  const s = await serve(
-    (req) => req.read({ data: () => {}, end: () => {}, abort: (r) => (reason = r) }),
-    { requestTimeoutMs: 150 },
-  );
-  try {
+  const read: Handler = (req) => req.read({ data: () => {}, end: () => {}, abort: (r) => (reason = r) });
+  await withServer(read, { requestTimeoutMs: 150 }, async (s) => {
     const c = client(s.path);
     c.sock.write('POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc');
     await until(() => c.closed, 'closed', 2000);
     assert.match(c.text, /^HTTP\/1\.1 408 /);
     assert.match(reason, /in time/);
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test('close(): idle connections close now, a busy one after its answer, new ones are refused', async () => {
@@ -364,35 +339,29 @@ test('close(): idle connections close now, a busy one after its answer, new ones
 
 test('a large answer with a length goes out whole and the connection goes on', async () => {
   const big = Buffer.alloc(300_000, 'z');
-  const s = await serve((req, res) => {
+  await withServer((req, res) => {
     res.writeHead(200, { 'content-length': big.length });
     res.end(big);
-  });
-  try {
+  }, async (s) => {
     const c = client(s.path);
     c.sock.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
     await c.wait(/z{300000}$/);
     assert.is(c.text.length - c.text.indexOf('\r\n\r\n') - 4, big.length);
     c.sock.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
     await until(() => answers(c.text) === 2, 'second answer');
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test('empty lines before a request line are ignored (RFC 9112 §2.2)', async () => {
-  const s = await serve(echo);
-  try {
+  await withServer(echo, async (s) => {
     const c = client(s.path);
     c.sock.write('\r\n\r\nGET /after-blank HTTP/1.1\r\nhost: x\r\n\r\n');
     await c.wait(/GET \/after-blank 0$/);
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test('requests sent a byte at a time, body and a pipelined second request included, read whole', async () => {
-  const s = await serve((req, res) => {
+  await withServer((req, res) => {
     const chunks: Buffer[] = [];
     req.read({
       data: (c) => chunks.push(c),
@@ -406,8 +375,7 @@ test('requests sent a byte at a time, body and a pipelined second request includ
       },
       abort: () => {},
     });
-  });
-  try {
+  }, async (s) => {
     const c = client(s.path);
     const bytes =
       'POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n0123456789' +
@@ -418,9 +386,7 @@ test('requests sent a byte at a time, body and a pipelined second request includ
     }
     await c.wait(/\/next=abc;$/);
     assert.match(c.text, /\/slow=0123456789;[^]*\/next=abc;$/);
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));
