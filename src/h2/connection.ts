@@ -9,6 +9,7 @@
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import type { Socket } from 'node:net';
+import { bodyLength, type Body } from '../body.js';
 import { encodeHeaders, HpackDecoder, HpackError } from './hpack.js';
 
 // §6: frame types.
@@ -253,7 +254,7 @@ export class H2Connection extends EventEmitter {
    * [name, value, …] with the pseudo-headers first. Throws if the connection takes no new
    * streams (nothing was sent).
    */
-  request(headers: string[], body: Buffer | readonly Buffer[] | undefined): H2Stream {
+  request(headers: string[], body: Body | undefined): H2Stream {
     if (this.destroyed || this.closing) throw new H2StreamError('the connection takes no new streams', undefined, true);
     const stream = new H2Stream(this, this.peerInitialWindow, this.streamWindow);
     stream.id = this.nextId;
@@ -263,8 +264,7 @@ export class H2Connection extends EventEmitter {
     this.streams.set(stream.id, stream);
     const block = encodeHeaders(headers);
     const parts = body === undefined ? [] : Buffer.isBuffer(body) ? [body] : body;
-    let size = 0;
-    for (const p of parts) size += p.length;
+    const size = body === undefined ? 0 : bodyLength(body);
     this.headers(stream.id, block, size === 0);
     if (size === 0) {
       stream.localEnded = true;
