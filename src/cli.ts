@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=8 --no-memory-reducer
+#!/usr/bin/env -S node --max-semi-space-size=8 --no-memory-reducer --initial-heap-size=96
 // The V8 flags, for every way the installed daemon starts (systemd, a shell, npx); the
 // benchmark reads them from this line.
 // --max-semi-space-size=8: young-generation semi-spaces of at most 8 MB instead of 16. With
@@ -9,6 +9,11 @@
 //   back pays for it with three times the major GCs until it has grown again: 105 -> 123-135
 //   us of CPU per request in the runs after 45 s idle, against 98-112 -> 102-122 with the
 //   flag. A server's heap may stay at the size its load needs (~20 MB more when idle).
+// --initial-heap-size=96: no full GC while the old generation is below ~70 MB. V8 counts
+//   ArrayBuffer bytes allocated since the last full GC against that limit, so with large
+//   bodies (256 KiB at 1,100 req/s) it ran a full GC every ~80 ms to free bodies a young
+//   collection would have freed: 690 -> 595 us of CPU per request, 64 B requests unchanged,
+//   RSS at 2,000 in flight 183 MB (bench/ab.mjs, npm run bench -- --only inflight).
 //
 // The only module that touches process.*: flags and environment in, signals, exit.
 import cluster from 'node:cluster';
