@@ -14,6 +14,11 @@ import { CredentialsUnavailableError } from './errors.js';
 export interface CredentialSource {
   /** Current credentials, or CredentialsUnavailableError. */
   get(): Promise<AwsCredentialIdentity>;
+  /**
+   * The credentials in hand, without a promise, when they are valid; undefined when only
+   * get() can tell (a lookup is needed, or has failed). Lets the signer sign synchronously.
+   */
+  peek?(): AwsCredentialIdentity | undefined;
 }
 
 export interface CredentialOptions {
@@ -102,18 +107,24 @@ export function createCredentials(provider: AwsCredentialIdentityProvider, opts:
     );
   };
 
+  /** The current credentials while they are valid, starting a refresh in their last window. */
+  const inHand = (): typeof current => {
+    if (current === undefined) return undefined;
+    const left = current.expires - now();
+    if (left <= 0) return undefined;
+    if (left <= windowMs) refreshInBackground();
+    return current;
+  };
+
   return {
     get() {
-      if (current !== undefined) {
-        const left = current.expires - now();
-        if (left > windowMs) return current.promise;
-        if (left > 0) {
-          refreshInBackground();
-          return current.promise;
-        }
-      }
+      const c = inHand();
+      if (c !== undefined) return c.promise;
       if (failure !== undefined && now() < failure.until) return Promise.reject(failure.error);
       return (pending ??= fetch());
+    },
+    peek() {
+      return inHand()?.creds;
     },
   };
 }
@@ -121,5 +132,5 @@ export function createCredentials(provider: AwsCredentialIdentityProvider, opts:
 /** Fixed credentials: tests, and operators who pass keys some other way. */
 export function staticCredentials(creds: AwsCredentialIdentity): CredentialSource {
   const p = Promise.resolve(creds);
-  return { get: () => p };
+  return { get: () => p, peek: () => creds };
 }

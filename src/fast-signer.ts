@@ -157,31 +157,44 @@ export function createFastSigner(opts: SignerOptions): Signer {
   };
 
   let offset = 0;
+  const fits = (input: SignInput): boolean => {
+    for (const name in input.headers) if (!fitsFastPath(name)) return false;
+    return true;
+  };
+
+  const signWith = (creds: AwsCredentialIdentity, input: SignInput): Record<string, string> => {
+    const longDate = amzDate(now() + offset);
+    const k = signingKey(creds, longDate.slice(0, 8));
+
+    const headers: Record<string, string> = { ...input.headers, 'x-amz-date': longDate };
+    if (creds.sessionToken) headers['x-amz-security-token'] = creds.sessionToken;
+    const names = sortedKeys(headers);
+    let canonicalHeaders = '';
+    let signedHeaders = '';
+    for (let i = 0; i < names.length; i++) {
+      const n = names[i]!;
+      canonicalHeaders += `${n}:${canonicalValue(headers[n]!)}\n`;
+      signedHeaders += i === 0 ? n : `;${n}`;
+    }
+    const payloadHash = Buffer.isBuffer(input.body) ? sha256Hex(input.body) : sha256HexParts(input.body);
+    const request =
+      `${input.method}\n${canonical(input.path)}\n${canonicalQuery(input.query)}\n` +
+      `${canonicalHeaders}\n${signedHeaders}\n${payloadHash}`;
+    const stringToSign = `AWS4-HMAC-SHA256\n${longDate}\n${k.scope}\n${sha256Hex(request)}`;
+    const signature = k.hmac(stringToSign);
+    headers.authorization = `AWS4-HMAC-SHA256 Credential=${k.credential}, SignedHeaders=${signedHeaders}, Signature=${signature}`;
+    return headers;
+  };
+
   return {
     async sign(input: SignInput) {
-      for (const name in input.headers) if (!fitsFastPath(name)) return smithy.sign(input);
-      const creds = await credentials.get();
-      const longDate = amzDate(now() + offset);
-      const k = signingKey(creds, longDate.slice(0, 8));
-
-      const headers: Record<string, string> = { ...input.headers, 'x-amz-date': longDate };
-      if (creds.sessionToken) headers['x-amz-security-token'] = creds.sessionToken;
-      const names = sortedKeys(headers);
-      let canonicalHeaders = '';
-      let signedHeaders = '';
-      for (let i = 0; i < names.length; i++) {
-        const n = names[i]!;
-        canonicalHeaders += `${n}:${canonicalValue(headers[n]!)}\n`;
-        signedHeaders += i === 0 ? n : `;${n}`;
-      }
-      const payloadHash = Buffer.isBuffer(input.body) ? sha256Hex(input.body) : sha256HexParts(input.body);
-      const request =
-        `${input.method}\n${canonical(input.path)}\n${canonicalQuery(input.query)}\n` +
-        `${canonicalHeaders}\n${signedHeaders}\n${payloadHash}`;
-      const stringToSign = `AWS4-HMAC-SHA256\n${longDate}\n${k.scope}\n${sha256Hex(request)}`;
-      const signature = k.hmac(stringToSign);
-      headers.authorization = `AWS4-HMAC-SHA256 Credential=${k.credential}, SignedHeaders=${signedHeaders}, Signature=${signature}`;
-      return headers;
+      if (!fits(input)) return smithy.sign(input);
+      return signWith(await credentials.get(), input);
+    },
+    signNow(input: SignInput) {
+      if (!fits(input)) return undefined;
+      const creds = credentials.peek?.();
+      return creds === undefined ? undefined : signWith(creds, input);
     },
     get clockOffsetMs() {
       return offset;

@@ -266,17 +266,17 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     let timer: NodeJS.Timeout | undefined;
     headers.host = config.signingHost;
     headers['content-length'] = String(bodyLength(body));
-    const sign = () =>
-      signer.sign({
-        method: 'POST',
-        path: target.upstreamPath,
-        query: qualifier === undefined ? undefined : { Qualifier: qualifier },
-        headers,
-        body,
-      });
+    const input = {
+      method: 'POST',
+      path: target.upstreamPath,
+      query: qualifier === undefined ? undefined : { Qualifier: qualifier },
+      headers,
+      body,
+    };
     let signed: Record<string, string>;
     try {
-      signed = await sign();
+      // Credentials in hand (the common case): signed without a promise or a turn.
+      signed = signer.signNow?.(input) ?? (await signer.sign(input));
     } catch (err) {
       entry.onClose = undefined;
       throw err;
@@ -306,7 +306,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
         metrics?.clockSkewCorrection();
         metrics?.retry('clock_skew');
         log.warn({ offsetMs: signer.clockOffsetMs }, 'Lambda refused a signature and its clock differs from ours; signing with its clock');
-        signed = await sign();
+        signed = await signer.sign(input);
         const retried = await upstream.forward({ ...request, headers: signed }, abort);
         up = { ...retried, retries: retried.retries + up.retries + 1 };
       }

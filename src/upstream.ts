@@ -103,19 +103,20 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
     : undefined;
   const h1 = new Http1Client(opts.endpoint, opts.ca, connectTimeoutMs);
 
-  const once = async (req: UpstreamRequest, signal: Cancel | undefined): Promise<Omit<UpstreamResponse, 'retries'>> => {
-    if (pool !== undefined && !pool.http1Only) {
-      let session: PooledSession;
-      try {
-        session = pool.reserve();
-        if (session.session === undefined) await session.ready;
-      } catch (err) {
-        if (err instanceof NoHttp2Error) return h1.request(req, signal);
-        throw new Unprocessed('connect', { cause: err });
-      }
-      return requestOnSession(pool, session, req, signal);
+  // Not async: on a connected session the stream's own promise is the answer, with no
+  // second promise around it.
+  const once = (req: UpstreamRequest, signal: Cancel | undefined, retries: number): Promise<UpstreamResponse> => {
+    if (pool === undefined || pool.http1Only) return h1.request(req, signal, retries);
+    const connectFailed = (err: unknown): Promise<UpstreamResponse> =>
+      err instanceof NoHttp2Error ? h1.request(req, signal, retries) : Promise.reject(new Unprocessed('connect', { cause: err }));
+    let session: PooledSession;
+    try {
+      session = pool.reserve();
+    } catch (err) {
+      return connectFailed(err);
     }
-    return h1.request(req, signal);
+    if (session.session !== undefined) return requestOnSession(pool, session, req, signal, retries);
+    return session.ready.then(() => requestOnSession(pool, session, req, signal, retries), connectFailed);
   };
 
   return {
@@ -123,8 +124,7 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
       for (let attempt = 0; ; attempt++) {
         if (signal?.reason !== undefined) throw signal.reason;
         try {
-          const res = await once(req, signal);
-          return { ...res, retries: attempt };
+          return await once(req, signal, attempt);
         } catch (err) {
           if (signal?.reason !== undefined) throw signal.reason;
           if (err instanceof Unprocessed) {
@@ -157,7 +157,8 @@ function requestOnSession(
   pooled: PooledSession,
   req: UpstreamRequest,
   signal: Cancel | undefined,
-): Promise<Omit<UpstreamResponse, 'retries'>> {
+  retries: number,
+): Promise<UpstreamResponse> {
   return new Promise((resolve, reject) => {
     if (signal?.reason !== undefined) {
       // Cancelled while a session was being connected: send nothing.
@@ -196,7 +197,7 @@ function requestOnSession(
     stream.onResponse = (err) => {
       if (err === undefined) {
         responded = true;
-        resolve({ status: stream.status, headers: stream.headers, body: stream, protocol: 'h2' });
+        resolve({ status: stream.status, headers: stream.headers, body: stream, protocol: 'h2', retries });
         return;
       }
       signal?.unlisten(onAbort);
@@ -229,7 +230,7 @@ class Http1Client {
     this.agent = secure ? new https.Agent({ ...agentOpts, ca }) : new http.Agent(agentOpts);
   }
 
-  request(req: UpstreamRequest, signal: Cancel | undefined): Promise<Omit<UpstreamResponse, 'retries'>> {
+  request(req: UpstreamRequest, signal: Cancel | undefined, retries: number): Promise<UpstreamResponse> {
     return new Promise((resolve, reject) => {
       const r = this.mod.request({
         agent: this.agent,
@@ -259,7 +260,7 @@ class Http1Client {
       r.once('response', (res) => {
         responded = true;
         res.once('close', () => signal?.unlisten(onAbort));
-        resolve({ status: res.statusCode ?? 502, headers: res.headers, body: res, protocol: 'http/1.1' });
+        resolve({ status: res.statusCode ?? 502, headers: res.headers, body: res, protocol: 'http/1.1', retries });
       });
       r.on('error', (err: NodeJS.ErrnoException) => {
         if (responded) return;

@@ -258,6 +258,39 @@ test('staticCredentials always answers the same credentials', async () => {
   const source = staticCredentials(CREDS);
   assert.equal(await source.get(), CREDS);
   assert.equal(await source.get(), CREDS);
+  assert.is(source.peek?.(), CREDS);
+});
+
+test('peek: the credentials in hand while valid, nothing before the first lookup or after expiry', async () => {
+  const clock = { t: 0 };
+  const { provider, calls } = expiring(clock, 10 * 60_000);
+  const source = createCredentials(provider, { now: () => clock.t, refreshRetryMs: 1e9 });
+  assert.is(source.peek?.(), undefined, 'nothing looked up yet');
+  assert.is(calls.length, 0, 'peek never starts a lookup of its own');
+  const first = await source.get();
+  assert.is(source.peek?.(), first, 'the same object get() answers');
+  clock.t = 11 * 60_000; // expired
+  assert.is(source.peek?.(), undefined, 'expired credentials are never handed out');
+});
+
+test('peek in the last five minutes starts the one background refresh, as get() does', async () => {
+  const clock = { t: 0 };
+  const { provider, calls } = expiring(clock, 10 * 60_000);
+  const source = createCredentials(provider, { now: () => clock.t });
+  await source.get();
+  clock.t = 6 * 60_000; // 4 minutes left
+  assert.is(source.peek?.()?.accessKeyId, 'ASIA1', 'the current ones keep serving');
+  assert.is(source.peek?.()?.accessKeyId, 'ASIA1');
+  await tick();
+  assert.is(calls.length, 2, 'one refresh for both peeks');
+  assert.is(source.peek?.()?.accessKeyId, 'ASIA2');
+});
+
+test('peek after a failed lookup: undefined (get() answers the 503)', async () => {
+  const { provider } = fakeProvider('fail');
+  const source = createCredentials(provider);
+  await rejection(source.get());
+  assert.is(source.peek?.(), undefined);
 });
 
 test.run();

@@ -86,6 +86,7 @@ test('500 randomised Lambda requests: fast and smithy sign byte-identically, and
     const a = await fast.sign(input);
     const b = await smithy.sign(input);
     assert.equal(a, b, `request ${i}: ${JSON.stringify({ ...input, body: input.body.length })}`);
+    assert.equal(fast.signNow(input), b, `request ${i}: signNow`);
     const wire = input.query === undefined ? input.path : `${input.path}?Qualifier=${encodeURIComponent(input.query.Qualifier!)}`;
     const v = verifySigV4({
       method: 'POST', path: wire, headers: a, body: input.body, service: 'lambda', region, now: new Date(at),
@@ -103,6 +104,20 @@ test('headers outside the fast path (upper case, unsignable) are signed by smith
     const input = { method: 'POST', path: '/2015-03-31/functions/fn/invocations', headers: { host: 'h', ...extra }, body: Buffer.from('{}') };
     assert.equal(await fast.sign(input), await smithy.sign(input), JSON.stringify(extra));
   }
+});
+
+test('signNow signs only what it can sign at once: credentials in hand, fast-path headers', async () => {
+  const t = 1_700_000_000_000;
+  const creds = { accessKeyId: 'AKID', secretAccessKey: 'secret' };
+  const input = { method: 'POST', path: '/2015-03-31/functions/fn/invocations', headers: { host: 'h' }, body: Buffer.from('{}') };
+  // No peek (a source that can only be awaited), or nothing in hand: undefined, never a guess.
+  assert.is(createFastSigner({ region: 'us-west-2', credentials: { get: async () => creds }, now: () => t }).signNow(input), undefined);
+  assert.is(createFastSigner({ region: 'us-west-2', credentials: { get: async () => creds, peek: () => undefined }, now: () => t }).signNow(input), undefined);
+  const fast = createFastSigner({ region: 'us-west-2', credentials: staticCredentials(creds), now: () => t });
+  const smithy = createSigner({ region: 'us-west-2', credentials: staticCredentials(creds), now: () => t });
+  assert.equal(fast.signNow(input), await smithy.sign(input));
+  // Headers smithy must sign: left to sign(), which hands them to smithy.
+  assert.is(fast.signNow({ ...input, headers: { host: 'h', 'User-Agent': 'x' } }), undefined);
 });
 
 test('the signing clock follows correctClock', async () => {
