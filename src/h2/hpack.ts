@@ -196,9 +196,14 @@ export function huffmanDecode(src: Buffer, start: number, end: number): string {
 const ENTRY_OVERHEAD = 32;
 
 export class HpackDecoder {
-  // Oldest first: dynamic index 62 is the last entry (the newest), so inserting is a push.
-  private readonly names: string[] = [];
-  private readonly values: string[] = [];
+  // The dynamic table as a ring, oldest at `head`: servers index a fresh value in most
+  // answers (a request id), so every answer inserts one entry and evicts another, and
+  // Array.shift() for each eviction showed in profiles. An entry takes at least 32 bytes
+  // of the table, so limit / 32 + 1 slots always suffice.
+  private readonly names: string[];
+  private readonly values: string[];
+  private head = 0;
+  private count = 0;
   private size = 0;
   /** What we allow the peer (our SETTINGS_HEADER_TABLE_SIZE; 4096 by default). */
   private readonly limit: number;
@@ -207,6 +212,16 @@ export class HpackDecoder {
   constructor(limit = 4096) {
     this.limit = limit;
     this.max = limit;
+    const slots = Math.floor(limit / ENTRY_OVERHEAD) + 1;
+    this.names = new Array<string>(slots).fill('');
+    this.values = new Array<string>(slots).fill('');
+  }
+
+  /** The ring slot of dynamic index `index` (62 is the newest), or -1 when there is none. */
+  private slot(index: number): number {
+    const back = index - STATIC.length;
+    if (back > this.count) return -1;
+    return (this.head + this.count - back) % this.names.length;
   }
 
   /**
@@ -249,14 +264,14 @@ export class HpackDecoder {
       out.push(e[0], e[1]);
       return;
     }
-    const d = this.names.length - (index - STATIC.length);
+    const d = this.slot(index);
     if (d < 0) throw new HpackError(`header field index ${index} out of range`);
     out.push(this.names[d]!, this.values[d]!);
   }
 
   private nameAt(index: number): string {
     if (index <= STATIC.length) return STATIC[index - 1]![0];
-    const d = this.names.length - (index - STATIC.length);
+    const d = this.slot(index);
     if (d < 0) throw new HpackError(`header name index ${index} out of range`);
     return this.names[d]!;
   }
@@ -282,15 +297,22 @@ export class HpackDecoder {
     // §4.4: an entry larger than the table empties it and is not added.
     this.evict(size);
     if (size > this.max) return;
-    this.names.push(name);
-    this.values.push(value);
+    const at = (this.head + this.count) % this.names.length;
+    this.names[at] = name;
+    this.values[at] = value;
+    this.count++;
     this.size += size;
   }
 
   /** Evicts the oldest entries until `room` more bytes fit. */
   private evict(room: number): void {
-    while (this.names.length > 0 && this.size + room > this.max) {
-      this.size -= this.names.shift()!.length + this.values.shift()!.length + ENTRY_OVERHEAD;
+    while (this.count > 0 && this.size + room > this.max) {
+      const h = this.head;
+      this.size -= this.names[h]!.length + this.values[h]!.length + ENTRY_OVERHEAD;
+      this.names[h] = '';
+      this.values[h] = '';
+      this.head = (h + 1) % this.names.length;
+      this.count--;
     }
   }
 }

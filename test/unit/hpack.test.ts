@@ -82,6 +82,72 @@ test('decoder: RFC 7541 C.5, responses evicting from a 256-byte table', () => {
   assert.throws(() => decode(d, 'c2'), (e: unknown) => e instanceof HpackError);
 });
 
+// HPACK integers (RFC 7541 §5.1) and raw strings, for hand-built blocks.
+function hpackInt(first: number, prefix: number, value: number): number[] {
+  const max = (1 << prefix) - 1;
+  if (value < max) return [first | value];
+  const out = [first | max];
+  value -= max;
+  while (value >= 128) {
+    out.push((value % 128) + 128);
+    value = Math.floor(value / 128);
+  }
+  out.push(value);
+  return out;
+}
+const hpackString = (s: string): number[] => [...hpackInt(0, 7, s.length), ...Buffer.from(s, 'latin1')];
+
+test('decoder: thousands of inserts and evictions agree with a plain model of the table (wrap-around)', () => {
+  // A server that indexes a fresh value in every answer (a request id) cycles the table
+  // many times over; the model is RFC 7541 §2.3 and §4 written as plainly as possible.
+  let seed = 7;
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  for (const limit of [4096, 256]) {
+    const d = new HpackDecoder(limit);
+    let model: [string, string][] = []; // newest first
+    let max = limit;
+    const fits = (): void => {
+      let size = model.reduce((n, [a, b]) => n + a.length + b.length + 32, 0);
+      while (size > max) {
+        const [a, b] = model.pop()!;
+        size -= a.length + b.length + 32;
+      }
+    };
+    for (let block = 0; block < 3000; block++) {
+      const bytes: number[] = [];
+      const want: string[][] = [];
+      if (rnd(50) === 0) {
+        // A size update (start of a block only), sometimes to zero.
+        max = rnd(3) === 0 ? 0 : 64 + rnd(limit - 63);
+        bytes.push(...hpackInt(0x20, 5, max));
+        fits();
+      }
+      for (let f = 0; f < 1 + rnd(6); f++) {
+        if (model.length > 0 && rnd(2) === 0) {
+          const back = rnd(model.length);
+          bytes.push(...hpackInt(0x80, 7, 62 + back));
+          want.push([...model[back]!]);
+        } else {
+          const name = `x-id-${rnd(20)}`;
+          const value = 'v'.repeat(rnd(rnd(10) === 0 ? limit : 60)) + block;
+          bytes.push(0x40, ...hpackString(name), ...hpackString(value));
+          want.push([name, value]);
+          model.unshift([name, value]);
+          fits();
+        }
+      }
+      const out: string[] = [];
+      d.decode(Buffer.from(bytes), out);
+      assert.equal(pairs(out), want, `limit ${limit}, block ${block}`);
+    }
+    // One past the newest-to-oldest range is an error, not a stale slot.
+    assert.throws(() => d.decode(Buffer.from(hpackInt(0x80, 7, 62 + model.length)), []), (e: unknown) => e instanceof HpackError);
+  }
+});
+
 test('decoder: malformed blocks are errors, never guesses', () => {
   const bad = (block: string, limit?: number) =>
     assert.throws(() => decode(new HpackDecoder(limit), block), (e: unknown) => e instanceof HpackError, block);
