@@ -53,13 +53,17 @@ export function ownSocket(path: string, mode: number): () => void {
   };
 }
 
-function listening(server: Server, opts: net.ListenOptions): Promise<void> {
+function listening(server: Server, opts: net.ListenOptions & { fd?: number }): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts, () => {
+    const done = (): void => {
       server.off('error', reject);
       resolve();
-    });
+    };
+    // Node reads the backlog of a { fd } listen only from the argument after it, never from
+    // the options: without it, listening on a descriptor sets the socket's backlog to 511.
+    if (opts.fd !== undefined) server.listen({ fd: opts.fd }, opts.backlog, done);
+    else server.listen(opts, done);
   });
 }
 

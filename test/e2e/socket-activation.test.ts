@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { makeTestCA, type TestCA } from '../helpers/tls.ts';
 import { startFakeLambda, type FakeLambda } from '../helpers/fake-lambda.ts';
 import { send, invokePath } from '../helpers/daemon.ts';
-import type { DaemonProcess } from '../helpers/process.ts';
+import { refusedWhileStopped, type DaemonProcess } from '../helpers/process.ts';
 import { lambdaSignVcl, spawnCli, startOrigin, stopAll, type Origin, within } from '../helpers/e2e.ts';
 import { request, startVarnish, type Varnish } from '../helpers/varnish.ts';
 
@@ -83,6 +83,20 @@ test('through Varnish: started by the first connection, serves fd 3, ignores --s
   assert.ok(fs.statSync(sock).isSocket(), "the socket file is systemd's: still there after exit");
   await varnish.stop();
   varnish = undefined;
+});
+
+test('the activated socket keeps a deep backlog: 1,000 connections queue while the daemon is stopped', async () => {
+  // Node ignores { backlog } next to { fd }: listening on systemd's descriptor used to set
+  // its backlog to 511, and Varnish's connects past that failed with EAGAIN.
+  const sock = path.join(dir, 'backlog.sock');
+  const d = activated(sock);
+  await d.waitFor(/Listening on .*backlog\.sock/);
+  await poke(sock);
+  await d.waitFor(/"msg":"listening"/);
+  assert.is(await refusedWhileStopped(d.child.pid!, sock, 1000), 0);
+  assert.is((await send(sock, { path: invokePath('after-burst'), body: '{}' })).status, 200);
+  d.kill('SIGTERM');
+  assert.is(await within(d.exited, 15_000, 'd exit'), 0);
 });
 
 test('LISTEN_PID naming another process: not ours, so --socket is used', async () => {

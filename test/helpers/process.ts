@@ -1,6 +1,7 @@
 // Runs the built CLI (dist/cli.js) as a child process, as systemd would.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -89,4 +90,28 @@ export function spawnDaemon(args: string[], env: Record<string, string>, opts: {
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Stops `pid` (SIGSTOP), so it accepts nothing, and opens `n` connections to its socket:
+ * each is queued in the listen backlog or refused (EAGAIN when the backlog is full).
+ * Resumes it and closes them. Resolves with how many were refused.
+ */
+export async function refusedWhileStopped(pid: number, socketPath: string, n: number): Promise<number> {
+  process.kill(pid, 'SIGSTOP');
+  const sockets: net.Socket[] = [];
+  try {
+    const results = await Promise.all(
+      Array.from({ length: n }, () => new Promise<boolean>((resolve) => {
+        const c = net.connect(socketPath);
+        sockets.push(c);
+        c.once('connect', () => resolve(true));
+        c.once('error', () => resolve(false));
+      })),
+    );
+    return results.filter((ok) => !ok).length;
+  } finally {
+    process.kill(pid, 'SIGCONT');
+    for (const c of sockets) c.destroy();
+  }
 }

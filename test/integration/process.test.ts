@@ -10,7 +10,7 @@ import { makeTestCA, type TestCA } from '../helpers/tls.ts';
 import { startFakeLambda, type FakeLambda } from '../helpers/fake-lambda.ts';
 import { startContainerCredentials } from '../helpers/container-creds.ts';
 import { send, invokePath, TEST_KEY } from '../helpers/daemon.ts';
-import { isolatedEnv, spawnDaemon, type DaemonProcess } from '../helpers/process.ts';
+import { isolatedEnv, refusedWhileStopped, spawnDaemon, type DaemonProcess } from '../helpers/process.ts';
 
 let ca: TestCA;
 let fake: FakeLambda;
@@ -46,6 +46,15 @@ test('starts, applies --socket-mode, serves, and removes its socket on SIGTERM',
   d.kill('SIGTERM');
   assert.is(await d.exited, 0);
   assert.not.ok(fs.existsSync(d.socketPath), 'socket file removed');
+});
+
+test('a deep backlog: 1,000 connections queue while the daemon is stopped, then all are served', async () => {
+  const d = start();
+  await d.waitFor(/"msg":"listening"/);
+  assert.is(await refusedWhileStopped(d.child.pid!, d.socketPath, 1000), 0);
+  assert.is((await send(d.socketPath, { path: invokePath('f'), body: '{}' })).status, 200);
+  d.kill('SIGTERM');
+  assert.is(await d.exited, 0);
 });
 
 test('a stale socket file from a crash is replaced; a live one is not', async () => {
