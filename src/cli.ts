@@ -24,7 +24,7 @@ import client from 'prom-client';
 import { Command, Option } from 'commander';
 import { buildConfig, ConfigError, DEFAULTS, LOG_LEVELS, type Config, type RawOptions } from './config.js';
 import { createCredentials, defaultChain } from './credentials.js';
-import { listen } from './listen.js';
+import { addAcceptors, DEFAULT_ACCEPTORS, listen } from './listen.js';
 import { createLogger, endLog, errorSummary } from './log.js';
 import { createMetrics, serveMetrics, type MetricsListener } from './metrics.js';
 import { createServer } from './server.js';
@@ -196,6 +196,12 @@ async function main(): Promise<void> {
     log.fatal({ err }, 'cannot listen');
     log.flush();
     process.exit(1);
+  }
+  // A cluster worker is handed its connections by the primary: there is no descriptor of its own.
+  if (!worker) {
+    await addAcceptors(server.listener, DEFAULT_ACCEPTORS - 1, (extra) => server.acceptFrom(extra)).catch((err: unknown) =>
+      log.warn({ err }, 'could not duplicate the listening socket; accepting one connection per event-loop turn'),
+    );
   }
   log.info(
     {

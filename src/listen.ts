@@ -1,4 +1,5 @@
 // Puts the server on its Unix socket: a path we own, or a descriptor systemd passed.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import type { Server } from 'node:net';
@@ -20,6 +21,8 @@ export interface Listening {
 }
 
 export const DEFAULT_BACKLOG = 16384; // the kernel caps it at net.core.somaxconn
+/** Listening descriptors on the socket: up to this many connections accepted per event-loop turn. */
+export const DEFAULT_ACCEPTORS = 16;
 
 export async function listen(server: Server, opts: ListenOptions): Promise<Listening> {
   const backlog = opts.backlog ?? DEFAULT_BACKLOG;
@@ -86,4 +89,86 @@ export async function removeStale(path: string): Promise<void> {
   });
   if (alive) throw new Error(`another process is listening on ${path}`);
   fs.unlinkSync(path);
+}
+
+// ---------------------------------------------------------------------------------------
+// More than one accept per event-loop turn.
+//
+// libuv (since 1.45, in Node 20) accepts one connection per turn per listening descriptor,
+// and under load a turn takes tens of milliseconds: when Varnish opened hundreds of
+// connections at once to a busy daemon, the last waited seconds in the backlog. Each
+// duplicate of the listening descriptor is polled on its own, so N of them accept up to N
+// connections a turn. Node has no dup(); a short-lived helper process receives the bare
+// handle over IPC and sends it straight back, and the kernel duplicates the descriptor
+// both ways (SCM_RIGHTS). The helper never listens on it (a bare handle is not polled), so
+// it cannot take a connection, even under socket activation with Varnish already
+// connecting; and each copy is listened on here with our backlog.
+
+const HELPER = `process.on('message', (m, h) => {
+  if (m === 'dup' && h) process.send('dup', h, () => h.close());
+});
+process.on('disconnect', () => process.exit(0));`;
+
+// The bare handles behind the extra listeners. net.Server.listen({ fd }) wraps the same
+// descriptor in a handle of its own; these are never closed (that would close the
+// descriptor under the listener) and never polled, and are kept here so that nothing
+// collects them.
+const bareHandles: unknown[] = [];
+
+/**
+ * `count` more servers listening on duplicates of `server`'s descriptor, with `backlog`,
+ * each handed to `accept` (which must attach its 'connection' listener at once). Rejects,
+ * closing what it made, if the helper fails or does not answer within timeoutMs.
+ */
+export function addAcceptors(
+  server: Server,
+  count: number,
+  accept: (extra: Server) => void,
+  backlog = DEFAULT_BACKLOG,
+  timeoutMs = 10_000,
+): Promise<Server[]> {
+  const handle = (server as Server & { _handle?: { fd?: number } })._handle;
+  if (count <= 0) return Promise.resolve([]);
+  if (handle === undefined || handle === null || typeof handle.fd !== 'number' || handle.fd < 0) {
+    return Promise.reject(new Error('the server is not listening on a descriptor'));
+  }
+  return new Promise((resolve, reject) => {
+    const made: Server[] = [];
+    const child = spawn(process.execPath, ['-e', HELPER], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+    let done = false;
+    const finish = (err?: Error): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (child.connected) child.disconnect();
+      if (err === undefined) return resolve(made);
+      child.kill();
+      for (const s of made) s.close();
+      reject(err);
+    };
+    const timer = setTimeout(() => finish(new Error(`no duplicate of the listening descriptor within ${timeoutMs} ms`)), timeoutMs);
+    child.once('error', finish);
+    child.once('exit', (code, signal) => finish(new Error(`the helper exited (${signal ?? code}) before it answered`)));
+    child.on('message', (m: unknown, bare: unknown) => {
+      const fd = (bare as { fd?: unknown } | undefined)?.fd;
+      if (m !== 'dup' || typeof fd !== 'number' || fd < 0) return finish(new Error('the helper answered without a descriptor'));
+      const extra = net.createServer();
+      accept(extra);
+      const failed = (err: Error): void => {
+        // Nothing else owns this duplicate yet: close it with its bare handle.
+        (bare as { close(): void }).close();
+        finish(err);
+      };
+      extra.once('error', failed);
+      // The backlog as an argument: Node ignores { backlog } next to { fd }.
+      extra.listen({ fd }, backlog, () => {
+        extra.off('error', failed);
+        bareHandles.push(bare);
+        made.push(extra);
+        if (made.length === count) finish();
+        else child.send('dup', handle as never);
+      });
+    });
+    child.send('dup', handle as never);
+  });
 }

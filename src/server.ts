@@ -41,6 +41,8 @@ export interface ServerDeps {
 
 export interface LambdaSignServer {
   readonly listener: Http1Server['listener'];
+  /** Serves the connections another listener on the same socket accepts (listen.ts addAcceptors). */
+  acceptFrom(listener: Http1Server['listener']): void;
   readonly inflight: number;
   /** Stops accepting, lets in-flight requests finish until the deadline, then cuts the rest. */
   drain(deadlineMs: number): Promise<void>;
@@ -408,6 +410,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
 
   return {
     listener: server.listener,
+    acceptFrom: (l) => server.acceptFrom(l),
     get inflight() {
       return inflight;
     },

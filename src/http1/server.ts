@@ -574,16 +574,19 @@ export class Http1Server {
   readonly listener: net.Server;
   closing = false;
   private readonly conns = new Set<Connection>();
+  /** More listeners on the same socket (listen.ts addAcceptors), closed with the main one. */
+  private readonly extra: net.Server[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private readonly onConnection = (socket: net.Socket): void => {
+    if (this.closing) return void socket.destroy();
+    this.conns.add(new Connection(socket, this));
+  };
 
   constructor(
     readonly options: Http1Options,
     readonly handler: Handler,
   ) {
-    this.listener = net.createServer({ allowHalfOpen: true }, (socket) => {
-      if (this.closing) return void socket.destroy();
-      this.conns.add(new Connection(socket, this));
-    });
+    this.listener = net.createServer({ allowHalfOpen: true }, this.onConnection);
     // The timeouts are checked on one timer for all connections, at a quarter of the
     // shortest of them (at most once a second), instead of a timer per connection.
     const tick = Math.max(10, Math.min(TICK_MS, options.headersTimeoutMs / 4, options.requestTimeoutMs / 4, options.keepAliveTimeoutMs / 4));
@@ -600,10 +603,21 @@ export class Http1Server {
     return this.conns.size;
   }
 
+  /**
+   * Serves the connections another listener on the same socket accepts. Call before it
+   * listens: its sockets are set up as the main listener's (half-close = the client left).
+   */
+  acceptFrom(listener: net.Server): void {
+    this.extra.push(listener);
+    (listener as net.Server & { allowHalfOpen: boolean }).allowHalfOpen = true;
+    listener.on('connection', this.onConnection);
+  }
+
   /** Stops accepting and closes idle connections; busy ones close after their answer. */
   close(): void {
     this.closing = true;
     if (this.listener.listening) this.listener.close();
+    for (const l of this.extra) if (l.listening) l.close();
     this.closeIdleConnections();
   }
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { buildConfig, type RawOptions } from '../../src/config.ts';
 import { staticCredentials, type CredentialSource } from '../../src/credentials.ts';
-import { listen } from '../../src/listen.ts';
+import { addAcceptors, DEFAULT_ACCEPTORS, listen } from '../../src/listen.ts';
 import { createLogger } from '../../src/log.ts';
 import type { Metrics } from '../../src/metrics.ts';
 import { createServer, type LambdaSignServer } from '../../src/server.ts';
@@ -31,6 +31,8 @@ export async function startDaemon(opts: {
   options?: RawOptions;
   credentials?: CredentialSource;
   metrics?: Metrics;
+  /** Listening descriptors (default: the daemon's). */
+  acceptors?: number;
 }): Promise<TestDaemon> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lambda-sign-'));
   const socketPath = path.join(dir, 'd.sock');
@@ -55,6 +57,8 @@ export async function startDaemon(opts: {
   const signer = (config.signer === 'smithy' ? createSigner : createFastSigner)({ region: config.region, credentials });
   const server = createServer({ config, signer, upstream, credentials, log, metrics: opts.metrics });
   const listening = await listen(server.listener, config);
+  // As the daemon does: more listening descriptors on the same socket (listen.ts).
+  await addAcceptors(server.listener, (opts.acceptors ?? DEFAULT_ACCEPTORS) - 1, (extra) => server.acceptFrom(extra));
   return {
     socketPath,
     server,
