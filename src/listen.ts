@@ -102,18 +102,12 @@ export async function removeStale(path: string): Promise<void> {
 // handle over IPC and sends it straight back, and the kernel duplicates the descriptor
 // both ways (SCM_RIGHTS). The helper never listens on it (a bare handle is not polled), so
 // it cannot take a connection, even under socket activation with Varnish already
-// connecting; and each copy is listened on here with our backlog.
+// connecting; each copy is adopted by a listener here and listened on with our backlog.
 
 const HELPER = `process.on('message', (m, h) => {
   if (m === 'dup' && h) process.send('dup', h, () => h.close());
 });
 process.on('disconnect', () => process.exit(0));`;
-
-// The bare handles behind the extra listeners. net.Server.listen({ fd }) wraps the same
-// descriptor in a handle of its own; these are never closed (that would close the
-// descriptor under the listener) and never polled, and are kept here so that nothing
-// collects them.
-const bareHandles: unknown[] = [];
 
 /**
  * `count` more servers listening on duplicates of `server`'s descriptor, with `backlog`,
@@ -152,22 +146,26 @@ export function addAcceptors(
     child.on('message', (m: unknown, bare: unknown) => {
       const fd = (bare as { fd?: unknown } | undefined)?.fd;
       if (m !== 'dup' || typeof fd !== 'number' || fd < 0) return finish(new Error('the helper answered without a descriptor'));
-      const extra = net.createServer();
-      accept(extra);
-      const failed = (err: Error): void => {
-        // Nothing else owns this duplicate yet: close it with its bare handle.
+      // The listener adopts the bare handle itself, as Node's cluster workers adopt the
+      // handles their primary sends (net.Server#_listen2 with _handle set): one owner per
+      // descriptor. listen({ fd }) would wrap the same number in a second handle, and
+      // whichever closed second would close a descriptor that may by then be another's.
+      const extra = net.createServer() as Server & { _handle: unknown; _listen2?: (...args: unknown[]) => void };
+      if (typeof extra._listen2 !== 'function') {
         (bare as { close(): void }).close();
-        finish(err);
-      };
-      extra.once('error', failed);
-      // The backlog as an argument: Node ignores { backlog } next to { fd }.
-      extra.listen({ fd }, backlog, () => {
-        extra.off('error', failed);
-        bareHandles.push(bare);
+        return finish(new Error('this Node has no net.Server#_listen2'));
+      }
+      accept(extra);
+      // On a failed listen Node closes the handle itself.
+      extra.once('error', finish);
+      extra.once('listening', () => {
+        extra.off('error', finish);
         made.push(extra);
         if (made.length === count) finish();
         else child.send('dup', handle as never);
       });
+      extra._handle = bare;
+      extra._listen2(null, -1, -1, backlog);
     });
     child.send('dup', handle as never);
   });
