@@ -611,6 +611,11 @@ export class Http1Server {
     this.extra.push(listener);
     (listener as net.Server & { allowHalfOpen: boolean }).allowHalfOpen = true;
     listener.on('connection', this.onConnection);
+    // Closed while it was being set up (a SIGTERM during start-up): it must not start
+    // taking connections only to reset them during the drain.
+    listener.once('listening', () => {
+      if (this.closing) listener.close();
+    });
   }
 
   /** Stops accepting and closes idle connections; busy ones close after their answer. */

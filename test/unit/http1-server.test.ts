@@ -391,4 +391,32 @@ test('requests sent a byte at a time, body and a pipelined second request includ
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 
+test('acceptFrom: another listener serves like the main one; one that starts after close() closes at once', async () => {
+  const echo: Handler = (req, res) => res.end(`${req.method} ${req.url}`);
+  const s = await serve(echo);
+  const extraPath = join(dir, `s${n++}.sock`);
+  const extra = net.createServer();
+  s.server.acceptFrom(extra);
+  await new Promise<void>((r) => extra.listen(extraPath, r));
+  try {
+    const c = client(extraPath);
+    c.sock.write('GET /via-extra HTTP/1.1\r\nHost: x\r\n\r\n');
+    await c.wait(/GET \/via-extra$/);
+    c.sock.destroy();
+    // A listener still being set up when the server closes (a SIGTERM during start-up).
+    s.server.close();
+    const late = net.createServer();
+    s.server.acceptFrom(late);
+    let lateClosed = false;
+    late.once('close', () => (lateClosed = true));
+    late.listen(join(dir, `s${n++}.sock`));
+    await until(() => lateClosed, 'the late listener closed itself');
+    assert.not.ok(late.listening, 'it does not stay open to reset connections');
+    assert.not.ok(extra.listening, 'close() closed the listener added before');
+  } finally {
+    if (extra.listening) extra.close();
+    await s.close();
+  }
+});
+
 test.run();
