@@ -18,6 +18,10 @@ export async function runPrimary(config: Config, log: Logger, exit: (code: numbe
   let stopping = false;
   let removeSocket: (() => void) | undefined;
 
+  // systemd's socket: each worker listens on it itself (SCHED_NONE). Round-robin would
+  // have the primary listen on it through net.Server.listen({ fd, backlog }), which drops
+  // the backlog and leaves the socket at 511; the workers pass theirs (listen.ts).
+  if (config.listenFd !== undefined) cluster.schedulingPolicy = cluster.SCHED_NONE;
   const fork = (): Worker => cluster.fork(env);
   cluster.on('listening', () => {
     if (removeSocket !== undefined || config.listenFd !== undefined) return;

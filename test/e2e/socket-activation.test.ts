@@ -12,8 +12,8 @@ import * as assert from 'uvu/assert';
 import { makeTestCA, type TestCA } from '../helpers/tls.ts';
 import { startFakeLambda, type FakeLambda } from '../helpers/fake-lambda.ts';
 import { send, invokePath } from '../helpers/daemon.ts';
-import { refusedWhileStopped, type DaemonProcess } from '../helpers/process.ts';
-import { lambdaSignVcl, spawnCli, startOrigin, stopAll, type Origin, within } from '../helpers/e2e.ts';
+import { CLI, refusedWhileStopped, spawnDaemon, type DaemonProcess } from '../helpers/process.ts';
+import { lambdaSignVcl, SOCKET_ACTIVATE, spawnCli, startOrigin, stopAll, type Origin, within } from '../helpers/e2e.ts';
 import { request, startVarnish, type Varnish } from '../helpers/varnish.ts';
 
 let ca: TestCA;
@@ -97,6 +97,44 @@ test('the activated socket keeps a deep backlog: 1,000 connections queue while t
   assert.is((await send(sock, { path: invokePath('after-burst'), body: '{}' })).status, 200);
   d.kill('SIGTERM');
   assert.is(await within(d.exited, 15_000, 'd exit'), 0);
+});
+
+test('with --workers 2 the activated socket keeps a deep backlog too', async () => {
+  const sock = path.join(dir, 'workers.sock');
+  const d = activated(sock, ['--workers', '2']);
+  await d.waitFor(/Listening on .*workers\.sock/);
+  await poke(sock);
+  await d.waitFor(/"msg":"listening"/);
+  for (let i = 0; i < 50 && fs.readFileSync(`/proc/${d.child.pid}/task/${d.child.pid}/children`, 'utf8').trim().split(/\s+/).length < 2; i++) await sleep(100);
+  assert.is((await send(sock, { path: invokePath('workers'), body: '{}' })).status, 200);
+  assert.is(await refusedWhileStopped(d.child.pid!, sock, 1000), 0);
+  d.kill('SIGTERM');
+  assert.is(await within(d.exited, 15_000, 'd exit'), 0);
+});
+
+test('listen() alone keeps a deep backlog on the descriptor systemd passed (no extra descriptors)', async () => {
+  // The daemon's extra descriptors listen with the deep backlog too, and the last listen()
+  // wins: this runs listen.ts's listen() by itself, so that it is what is tested.
+  const sock = path.join(dir, 'listen-only.sock');
+  const script = path.join(dir, 'listen-only.mjs');
+  fs.writeFileSync(
+    script,
+    `import net from 'node:net';
+import { listen } from ${JSON.stringify(path.join(path.dirname(CLI), 'listen.js'))};
+const server = net.createServer((c) => c.end('x'));
+await listen(server, { socketPath: '/nonexistent', socketMode: 0o660, listenFd: 3 });
+console.log('ready');
+process.on('SIGTERM', () => process.exit(0));
+`,
+  );
+  const p = spawnDaemon([], { PATH: process.env.PATH ?? '' }, { command: [SOCKET_ACTIVATE!, '-l', sock, process.execPath, script] });
+  procs.push(p);
+  await p.waitFor(/Listening on .*listen-only\.sock/);
+  await poke(sock);
+  await p.waitFor(/^ready$/);
+  assert.is(await refusedWhileStopped(p.child.pid!, sock, 1000), 0);
+  p.kill('SIGTERM');
+  await within(p.exited, 15_000, 'p exit');
 });
 
 test('LISTEN_PID naming another process: not ours, so --socket is used', async () => {

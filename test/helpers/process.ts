@@ -98,7 +98,9 @@ export function spawnDaemon(args: string[], env: Record<string, string>, opts: {
  * Resumes it and closes them. Resolves with how many were refused.
  */
 export async function refusedWhileStopped(pid: number, socketPath: string, n: number): Promise<number> {
-  process.kill(pid, 'SIGSTOP');
+  // The process and its children (cluster workers accept too).
+  const pids = [pid, ...childrenOf(pid)];
+  for (const p of pids) process.kill(p, 'SIGSTOP');
   const sockets: net.Socket[] = [];
   try {
     const results = await Promise.all(
@@ -111,7 +113,15 @@ export async function refusedWhileStopped(pid: number, socketPath: string, n: nu
     );
     return results.filter((ok) => !ok).length;
   } finally {
-    process.kill(pid, 'SIGCONT');
+    for (const p of pids) process.kill(p, 'SIGCONT');
     for (const c of sockets) c.destroy();
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
   }
 }
