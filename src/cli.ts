@@ -197,7 +197,8 @@ async function main(): Promise<void> {
     log.flush();
     process.exit(1);
   }
-  // A cluster worker is handed its connections by the primary: there is no descriptor of its own.
+  // A cluster worker keeps one listener: on our own socket the primary hands it connections
+  // (no descriptor of its own), and on systemd's the workers already listen side by side.
   if (!worker) {
     await addAcceptors(server.listener, DEFAULT_ACCEPTORS - 1, (extra) => server.acceptFrom(extra)).catch((err: unknown) =>
       log.warn({ err }, 'could not duplicate the listening socket; accepting one connection per event-loop turn'),

@@ -31,8 +31,6 @@ export async function startDaemon(opts: {
   options?: RawOptions;
   credentials?: CredentialSource;
   metrics?: Metrics;
-  /** Listening descriptors (default: the daemon's). */
-  acceptors?: number;
 }): Promise<TestDaemon> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lambda-sign-'));
   const socketPath = path.join(dir, 'd.sock');
@@ -58,7 +56,7 @@ export async function startDaemon(opts: {
   const server = createServer({ config, signer, upstream, credentials, log, metrics: opts.metrics });
   const listening = await listen(server.listener, config);
   // As the daemon does: more listening descriptors on the same socket (listen.ts).
-  await addAcceptors(server.listener, (opts.acceptors ?? DEFAULT_ACCEPTORS) - 1, (extra) => server.acceptFrom(extra));
+  await addAcceptors(server.listener, DEFAULT_ACCEPTORS - 1, (extra) => server.acceptFrom(extra));
   return {
     socketPath,
     server,
