@@ -115,7 +115,7 @@ export function buildReport({ command, started, m, opts, paths, cases, runs, sig
       '',
       '¹ of the path\'s own process (lambda-sign; the relay nginx; the naive proxy): CPU as a share of one core ' +
         '(utime+stime from /proc over the run), RSS the highest VmRSS sampled during the run.  ',
-      '² answers that were not 2xx plus socket errors and timeouts, summed over the rounds.  ',
+      '² answers that were not 2xx plus socket errors and timeouts (wrk\'s `--timeout` is half the run, so a request stuck that long is counted, not lost), summed over the rounds.  ',
       '³ CPU used during the run by processes that are not part of the benchmark (other jobs on this host, hypervisor steal), ' +
         'as a share of one core; the highest over the rounds. Much of it means a disturbed measurement.  ',
       '⁴ TCP segments retransmitted plus connections dropped from full listen queues, machine-wide, summed over the rounds. ' +
