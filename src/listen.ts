@@ -21,14 +21,8 @@ export interface Listening {
 }
 
 export const DEFAULT_BACKLOG = 16384; // the kernel caps it at net.core.somaxconn
-/**
- * Listening descriptors on the socket: up to this many connections accepted per event-loop
- * turn. At 256 KiB bodies and 512 connections a turn takes up to ~100 ms, and with 16 the
- * tail of a burst of new connections from Varnish still waited 1.5 s; with 64, none waited
- * over 1.2 s. The price: each new connection wakes every descriptor, and all but one
- * accept() returns EAGAIN, which Varnish's keep-alive connections make rare.
- */
-export const DEFAULT_ACCEPTORS = 64;
+/** Listening descriptors on the socket: up to this many connections accepted per event-loop turn. */
+export const DEFAULT_ACCEPTORS = 16;
 
 export async function listen(server: Server, opts: ListenOptions): Promise<Listening> {
   const backlog = opts.backlog ?? DEFAULT_BACKLOG;
