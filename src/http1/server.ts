@@ -100,7 +100,7 @@ export class Request {
     }
     if (this.sink !== sink) return;
     if (this.failure !== undefined) sink.abort(this.failure);
-    else if (this.complete) sink.end();
+    else if (this.complete) this.endSink();
   }
 
   /** The handler wants no more of the body: the connection stops reading, and closes after the answer. */
@@ -123,7 +123,17 @@ export class Request {
   /** @internal */
   _end(): void {
     this.complete = true;
-    this.sink?.end();
+    this.endSink();
+  }
+
+  /**
+   * The sink is done once the body has ended: let go of it, so that what it holds (a body
+   * reader's closures) dies young instead of staying alive for the whole upstream call.
+   */
+  private endSink(): void {
+    const sink = this.sink;
+    this.sink = undefined;
+    sink?.end();
   }
 
   /** @internal */

@@ -3,6 +3,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import net from 'node:net';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,6 +100,44 @@ test('keep-alive: requests one after another on one connection', async () => {
     assert.match(c.text, /\r\ndate: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT\r\n/);
     assert.is(c.closed, false);
     assert.is(s.server.connections, 1);
+    c.sock.destroy();
+  });
+});
+
+test('a request lets go of its body sink once the body has ended (the sink does not live through the upstream call)', async () => {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  let held: { req: Request; res: Response } | undefined;
+  let sinkRef: WeakRef<object> | undefined;
+  let ended = false;
+  const handler: Handler = (req, res) => {
+    held = { req, res };
+    const sink = { data: () => {}, end: () => (ended = true), abort: () => {} };
+    sinkRef = new WeakRef(sink);
+    req.read(sink);
+  };
+  await withServer(handler, async (s) => {
+    const c = client(s.path);
+    for (const [i, send] of [
+      // The body arrives before read() (queued), and after it.
+      (): void => void c.sock.write('POST /a HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc'),
+      (): void => {
+        c.sock.write('POST /b HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\na');
+        setTimeout(() => c.sock.write('bc'), 20);
+      },
+    ].entries()) {
+      ended = false;
+      send();
+      await until(() => ended, `body ${i} ended`);
+      // WeakRefs hold their target until the current job ends.
+      await new Promise((r) => setTimeout(r, 10));
+      gc();
+      assert.ok(held !== undefined, 'the request is still in progress');
+      assert.is(sinkRef!.deref(), undefined, `request ${i}: the sink was collected while its request is alive`);
+      held!.res.writeHead(204, {});
+      held!.res.end();
+      await c.wait(new RegExp(`(HTTP/1\\.1 204[^]*){${i + 1}}`));
+    }
     c.sock.destroy();
   });
 });
