@@ -429,8 +429,6 @@ test('requests sent a byte at a time, body and a pipelined second request includ
   });
 });
 
-test.after(() => rmSync(dir, { recursive: true, force: true }));
-
 test('acceptFrom: another listener serves like the main one; one that starts after close() closes at once', async () => {
   const echo: Handler = (req, res) => res.end(`${req.method} ${req.url}`);
   const s = await serve(echo);
@@ -458,5 +456,7 @@ test('acceptFrom: another listener serves like the main one; one that starts aft
     await s.close();
   }
 });
+
+test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 test.run();
