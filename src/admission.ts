@@ -13,44 +13,60 @@ export interface Admission {
   readonly buffered: number;
 }
 
-export interface Hold {
-  /** Counts more bytes as held, or throws OverloadedError (nothing is counted then). */
+/** Something that counts buffered bytes, or refuses them by throwing (OverloadedError). */
+export interface Account {
   take(bytes: number): void;
-  release(): void;
+}
+
+/**
+ * One request's share of --max-buffered. A class, not a pair of closures: a hold lives as
+ * long as its invocation, and at thousands in flight every object kept across the wait is
+ * copied by each young-generation collection.
+ */
+export class Hold implements Account {
+  private mine = 0;
+  constructor(private readonly pool: Pool) {}
+
+  /** Counts more bytes as held, or throws OverloadedError (nothing is counted then). */
+  take(bytes: number): void {
+    const pool = this.pool;
+    if (pool.buffered + bytes > pool.maxBuffered) {
+      throw new OverloadedError(`request buffers would pass --max-buffered (${pool.maxBuffered} bytes)`);
+    }
+    pool.buffered += bytes;
+    this.mine += bytes;
+  }
+
+  release(): void {
+    this.pool.buffered -= this.mine;
+    this.mine = 0;
+  }
+}
+
+class Pool implements Admission {
+  inflight = 0;
+  buffered = 0;
+  constructor(
+    readonly maxInflight: number,
+    readonly maxBuffered: number,
+  ) {}
+
+  enter(): void {
+    if (this.inflight >= this.maxInflight) {
+      throw new OverloadedError(`more than --max-inflight (${this.maxInflight}) invocations in flight`);
+    }
+    this.inflight++;
+  }
+
+  leave(): void {
+    this.inflight--;
+  }
+
+  hold(): Hold {
+    return new Hold(this);
+  }
 }
 
 export function createAdmission(maxInflight: number, maxBuffered: number): Admission {
-  let inflight = 0;
-  let buffered = 0;
-  return {
-    enter() {
-      if (inflight >= maxInflight) throw new OverloadedError(`more than --max-inflight (${maxInflight}) invocations in flight`);
-      inflight++;
-    },
-    leave() {
-      inflight--;
-    },
-    hold() {
-      let mine = 0;
-      return {
-        take(bytes) {
-          if (buffered + bytes > maxBuffered) {
-            throw new OverloadedError(`request buffers would pass --max-buffered (${maxBuffered} bytes)`);
-          }
-          buffered += bytes;
-          mine += bytes;
-        },
-        release() {
-          buffered -= mine;
-          mine = 0;
-        },
-      };
-    },
-    get inflight() {
-      return inflight;
-    },
-    get buffered() {
-      return buffered;
-    },
-  };
+  return new Pool(maxInflight, maxBuffered);
 }

@@ -1,6 +1,7 @@
 // Reads a request body into memory (one Buffer, or its chunks when large), never holding
 // more than the limit. The HTTP/1.1 server has already framed it (Content-Length or
 // chunked) and refused conflicting framing (duplicate Content-Length, CL with chunked).
+import type { Account } from './admission.js';
 import { InvalidRequestError, PayloadTooLargeError } from './errors.js';
 import type { Request } from './http1/server.js';
 
@@ -44,8 +45,8 @@ export function readBody(
   req: Request,
   max: number,
   drainMax = 16 << 20,
-  /** Accounts buffered bytes; throws (OverloadedError) to refuse them. */
-  take?: (bytes: number) => void,
+  /** Accounts buffered bytes; its take() throws (OverloadedError) to refuse them. */
+  account?: Account,
 ): Promise<Body> {
   const length = req.contentLength;
   const tooLarge = `request body is larger than --max-body (${max} bytes)`;
@@ -55,16 +56,16 @@ export function readBody(
   }
   if (length === 0) return Promise.resolve(EMPTY);
   const declared = length > 0 && length <= max;
-  if (take !== undefined && declared) {
+  if (account !== undefined && declared) {
     try {
-      take(length);
+      account.take(length);
     } catch (err) {
       req.stopReading();
       return Promise.reject(err);
     }
   }
   // With a declared length the whole of it was accounted above; chunked bodies count as they come.
-  const count = take !== undefined && !declared ? take : undefined;
+  const count = declared ? undefined : account;
 
   // A large declared length is kept in its chunks, as a chunked body is.
   const copy = declared && length < KEEP_CHUNKS_FROM;
@@ -111,7 +112,7 @@ export function readBody(
         }
         if (count !== undefined) {
           try {
-            count(chunk.length);
+            count.take(chunk.length);
           } catch (err) {
             return finish(err as Error);
           }
@@ -137,7 +138,7 @@ export function collect(
   stream: NodeJS.ReadableStream,
   max: number,
   tooLarge: () => Error,
-  take?: (bytes: number) => void,
+  account?: Account,
 ): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -156,7 +157,7 @@ export function collect(
         return;
       }
       try {
-        take?.(chunk.length);
+        account?.take(chunk.length);
       } catch (err) {
         cleanup();
         reject(err);

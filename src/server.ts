@@ -21,13 +21,13 @@ import {
 import { buildEvent } from './gateway-event.js';
 import { decodeResponse } from './gateway-response.js';
 import { outboundHeaders, responseHeaders } from './headers.js';
-import { Http1Server, type Request, type Response } from './http1/server.js';
+import { Http1Server, type Request, type Response, type ResponseOwner } from './http1/server.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { createProbe } from './probe.js';
 import { checkAllowed, compileAllowlist, invokeTarget, parseFunctionRef, route, type FunctionRef } from './route.js';
-import type { Signer } from './signer.js';
-import { Cancel, takeCompleteBody, type Upstream, type UpstreamResponse } from './upstream.js';
+import type { SignInput, Signer } from './signer.js';
+import { Cancel, takeCompleteBody, type Receiver, type Upstream, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
 
 export interface ServerDeps {
   config: Config;
@@ -51,31 +51,6 @@ export interface LambdaSignServer {
 /** Cancels the upstream exchange when Varnish hangs up; never rendered. */
 class ClientGoneError extends Error {}
 
-interface RequestLog {
-  fn?: string;
-  mode?: 'invoke' | 'gateway';
-  status?: number;
-  upstreamStatus?: number;
-  retries?: number;
-  error?: string;
-  bytesIn?: number;
-  bytesOut?: number;
-  /** Set once an invocation holds an admission slot and buffer bytes. */
-  hold?: Hold;
-  /** Varnish's connection for this request has closed. */
-  closed?: boolean;
-  /** Called once Varnish's connection closes: the invocation's hook (one 'close' listener per request, not two). */
-  onClose?: () => void;
-}
-
-/** An upstream exchange in progress: its answer, and the hook that ends its timer. */
-interface Exchange {
-  up: UpstreamResponse;
-  cancel: Cancel;
-  /** Stops the timer and records the upstream duration; call once the answer is consumed. */
-  done(): void;
-}
-
 // AWS SDKs adopt the server's clock when a signature is refused and the clocks are at
 // least this far apart (the same 5 minutes SigV4 allows).
 const SKEW_LIMIT_MS = 5 * 60_000;
@@ -96,6 +71,154 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
   let draining = false;
   let drained: (() => void) | undefined;
 
+  /**
+   * One request, from its head to the end of its answer: what the log line says about it,
+   * its share of the admission bounds, and the invocation in progress. It is also the
+   * invocation's Cancel, the upstream's Receiver and the response's owner, so that a
+   * request waiting on Lambda keeps this one object alive instead of a chain of promises,
+   * async frames and closures (at 2,000 in flight, those were collected over and over).
+   */
+  class Call extends Cancel implements Receiver, ResponseOwner {
+    // The log line.
+    fn: string | undefined;
+    mode: 'invoke' | 'gateway' | undefined;
+    status: number | undefined;
+    upstreamStatus: number | undefined;
+    retries: number | undefined;
+    error: string | undefined;
+    bytesIn: number | undefined;
+    bytesOut: number | undefined;
+    /** Set once an invocation holds an admission slot and buffer bytes. */
+    hold: Hold | undefined;
+    /** Varnish's connection for this request has closed. */
+    closed = false;
+
+    // The invocation.
+    timeoutMs = config.timeoutMs;
+    /** What was signed and sent: kept to sign again with Lambda's clock. */
+    input: SignInput | undefined;
+    request: UpstreamRequest | undefined;
+    private sentAt = 0;
+    private timer: NodeJS.Timeout | undefined;
+    private finished = false;
+    /** Retries spent before a resend with Lambda's clock; undefined until one. */
+    private resent: number | undefined;
+    /** Where the answer goes when it is not streamed straight back (gateway mode, the probe). */
+    waiter: { resolve: (up: UpstreamResponse) => void; reject: (err: Error) => void } | undefined;
+    /** The answer being streamed back, paused while Varnish's socket is full. */
+    streaming: UpstreamResponse['body'] | undefined;
+
+    readonly started = performance.now();
+
+    constructor(
+      readonly req: Request | undefined,
+      readonly res: Response | undefined,
+    ) {
+      super();
+    }
+
+    /** Starts the invocation's clock; it is cancelled when the time is up. */
+    sent(): void {
+      this.sentAt = performance.now();
+      this.timer = setTimeout(timedOut, this.timeoutMs, this);
+    }
+
+    /** Stops the timer and records the upstream duration; called once the answer is consumed. */
+    done(): void {
+      if (this.finished || this.sentAt === 0) return;
+      this.finished = true;
+      clearTimeout(this.timer);
+      metrics?.upstreamDuration(this.fn!, (performance.now() - this.sentAt) / 1000);
+    }
+
+    answered(up: UpstreamResponse): void {
+      if (this.resent === undefined) {
+        const serverDate = skewedDate(up);
+        if (serverDate !== undefined) return void this.resend(up, serverDate);
+      } else up = { ...up, retries: up.retries + this.resent };
+      this.upstreamStatus = up.status;
+      this.retries = up.retries;
+      const waiter = this.waiter;
+      if (waiter !== undefined) return waiter.resolve(up);
+      try {
+        streamBack(this, up);
+      } catch (err) {
+        fail(this, err);
+      }
+    }
+
+    failed(err: Error): void {
+      this.done();
+      const waiter = this.waiter;
+      if (waiter !== undefined) waiter.reject(err);
+      else fail(this, err);
+    }
+
+    /** The request was refused, not executed: adopt Lambda's clock and send it once more. */
+    private async resend(up: UpstreamResponse, serverDate: Date): Promise<void> {
+      up.body.resume();
+      this.resent = up.retries + 1;
+      signer.correctClock(serverDate, now());
+      metrics?.clockSkewCorrection();
+      metrics?.retry('clock_skew');
+      log.warn({ offsetMs: signer.clockOffsetMs }, 'Lambda refused a signature and its clock differs from ours; signing with its clock');
+      try {
+        const signed = await signer.sign(this.input!);
+        upstream.send({ ...this.request!, headers: signed }, this, this);
+      } catch (err) {
+        this.failed(err as Error);
+      }
+    }
+
+    responseClosed(): void {
+      const res = this.res!;
+      const req = this.req!;
+      inflight--;
+      this.closed = true;
+      const hold = this.hold;
+      if (hold !== undefined) {
+        hold.release();
+        admission.leave();
+        metrics?.inflight(-1);
+      }
+      // 499, as nginx logs it: the client closed the connection before any answer.
+      const status = this.status ?? (res.headersSent ? res.statusCode : 499);
+      const complete = res.writableFinished;
+      metrics?.request(this.fn, status, this.error, this.bytesIn ?? 0, this.bytesOut ?? 0);
+      const level = status >= 500 || !complete ? 'warn' : 'info';
+      // The line is only built when it will be written: at 10,000 req/s it is not free.
+      if (log.isLevelEnabled(level)) {
+        const line = {
+          id: req.headers['x-varnish'],
+          method: req.method,
+          mode: this.mode,
+          fn: this.fn,
+          status,
+          upstreamStatus: this.upstreamStatus,
+          retries: this.retries,
+          bytesIn: this.bytesIn,
+          bytesOut: this.bytesOut,
+          error: this.error,
+          ms: Math.round((performance.now() - this.started) * 10) / 10,
+          complete,
+        };
+        log[level](line, 'request');
+      }
+      if (draining && inflight === 0) drained?.();
+      clearTimeout(this.timer);
+      if (!complete) this.cancel(new ClientGoneError('client closed the connection'));
+    }
+
+    responseDrained(): void {
+      this.streaming?.resume();
+    }
+  }
+
+  /** A Call's timer ran out. */
+  function timedOut(call: Call): void {
+    call.cancel(new UpstreamTimeoutError(`no complete answer from Lambda within ${call.timeoutMs / 1000} s`));
+  }
+
   const server = new Http1Server(
     {
       // Headers up to 64 KiB: X-Lambda-Payload carries a whole JSON payload built in VCL.
@@ -113,76 +236,43 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     },
     (req, res) => {
       inflight++;
-      const started = performance.now();
-      const entry: RequestLog = {};
-      res.onClose = () => {
-        inflight--;
-        entry.closed = true;
-        const hold = entry.hold;
-        if (hold !== undefined) {
-          hold.release();
-          admission.leave();
-          metrics?.inflight(-1);
-        }
-        // 499, as nginx logs it: the client closed the connection before any answer.
-        const status = entry.status ?? (res.headersSent ? res.statusCode : 499);
-        const complete = res.writableFinished;
-        metrics?.request(entry.fn, status, entry.error, entry.bytesIn ?? 0, entry.bytesOut ?? 0);
-        const level = status >= 500 || !complete ? 'warn' : 'info';
-        // The line is only built when it will be written: at 10,000 req/s it is not free.
-        if (log.isLevelEnabled(level)) {
-          const line = {
-            id: req.headers['x-varnish'],
-            method: req.method,
-            mode: entry.mode,
-            fn: entry.fn,
-            status,
-            upstreamStatus: entry.upstreamStatus,
-            retries: entry.retries,
-            bytesIn: entry.bytesIn,
-            bytesOut: entry.bytesOut,
-            error: entry.error,
-            ms: Math.round((performance.now() - started) * 10) / 10,
-            complete,
-          };
-          log[level](line, 'request');
-        }
-        if (draining && inflight === 0) drained?.();
-        entry.onClose?.();
-      };
+      const call = new Call(req, res);
+      res.owner = call;
       const gatewayFn = req.headers['x-lambda-function'];
-      const work = gatewayFn === undefined ? handle(req, res, entry) : gateway(req, res, entry, gatewayFn);
-      work.catch((err) => fail(res, entry, err));
+      const work = gatewayFn === undefined ? handle(call, req) : gateway(call, req, gatewayFn);
+      work.catch((err) => fail(call, err));
     },
   );
 
-  /** The raw Invoke API: Lambda's own path, body and answer. */
-  async function handle(req: Request, res: Response, entry: RequestLog): Promise<void> {
+  /**
+   * The raw Invoke API: Lambda's own path, body and answer. Returns once the invocation is
+   * sent; the answer comes to call.answered, and is streamed back from there.
+   */
+  async function handle(call: Call, req: Request): Promise<void> {
     const r = route(req.method, req.url);
-    if (r.kind === 'health') return health(res);
-    entry.mode = 'invoke';
-    entry.fn = r.fn.name;
+    if (r.kind === 'health') return health(call.res!);
+    call.mode = 'invoke';
+    call.fn = r.fn.name;
     checkAllowed(allowed, r.fn);
-    admit(entry);
-    const body = await readBody(req, config.maxBody, undefined, entry.hold!.take);
-    entry.bytesIn = bodyLength(body);
-    const ex = await invoke(r.fn, r.qualifier, outboundHeaders(req.headers), body, res, entry);
-    streamBack(ex, res, entry);
+    admit(call);
+    const body = await readBody(req, config.maxBody, undefined, call.hold);
+    call.bytesIn = bodyLength(body);
+    await invoke(call, r.fn, r.qualifier, outboundHeaders(req.headers), body);
   }
 
   /** Gateway mode: any method and path, the function chosen by VCL in X-Lambda-Function. */
-  async function gateway(req: Request, res: Response, entry: RequestLog, fnHeader: string | string[]): Promise<void> {
-    entry.mode = 'gateway';
+  async function gateway(call: Call, req: Request, fnHeader: string | string[]): Promise<void> {
+    call.mode = 'gateway';
     if (typeof fnHeader !== 'string') throw new InvalidRequestError('X-Lambda-Function given more than once');
     const fn = parseFunctionRef(fnHeader.trim());
-    entry.fn = fn.name;
+    call.fn = fn.name;
     checkAllowed(allowed, fn);
     const mode = req.headers['x-lambda-response'] ?? 'http';
     if (typeof mode !== 'string' || !GATEWAY_MODES.has(mode)) throw new InvalidRequestError('X-Lambda-Response must be http or raw');
-    admit(entry);
-    const hold = entry.hold!;
+    admit(call);
+    const hold = call.hold!;
 
-    const body = await readBody(req, config.maxBody, undefined, hold.take);
+    const body = await readBody(req, config.maxBody, undefined, hold);
     const given = req.headers['x-lambda-payload'];
     let payload: Buffer;
     if (typeof given === 'string') {
@@ -202,123 +292,75 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     if (payload.length > config.maxBody) {
       throw new PayloadTooLargeError(`the encoded event is larger than --max-body (${config.maxBody} bytes)`);
     }
-    entry.bytesIn = payload.length;
-    const ex = await invoke(fn, undefined, { 'content-type': 'application/json' }, payload, res, entry);
+    call.bytesIn = payload.length;
     // Raw mode, and Lambda's own errors (429, 404, 5xx…), pass through untouched.
-    if (mode === 'raw' || ex.up.status !== 200) return streamBack(ex, res, entry);
+    if (mode === 'raw') return invoke(call, fn, undefined, { 'content-type': 'application/json' }, payload);
+    const up = await invokeAndWait(call, fn, { 'content-type': 'application/json' }, payload);
+    if (up.status !== 200) return streamBack(call, up);
     let answer: Buffer;
     try {
-      answer = await collect(
-        ex.up.body,
-        MAX_DECODED_ANSWER,
-        () => new InvalidFunctionResponseError('the answer is larger than Lambda allows'),
-        hold.take,
-      );
+      answer = await collect(up.body, MAX_DECODED_ANSWER, () => new InvalidFunctionResponseError('the answer is larger than Lambda allows'), hold);
     } catch (err) {
-      if (ex.cancel.reason !== undefined) throw ex.cancel.reason;
+      if (call.reason !== undefined) throw call.reason;
       // The rest of the answer is useless: cancel it instead of reading it to the end.
-      ex.up.body.destroy();
+      up.body.destroy();
       throw err;
     } finally {
-      ex.done();
+      call.done();
     }
-    const h = ex.up.headers;
+    const h = up.headers;
     const fnError = h['x-amz-function-error'];
     const requestId = h['x-amzn-requestid'];
     const decoded = decodeResponse(answer, typeof fnError === 'string' ? fnError : undefined, typeof requestId === 'string' ? requestId : undefined);
-    entry.status = decoded.status;
+    call.status = decoded.status;
     // RFC 9110 §6.4.1: 204 and 304 carry no content, and 204 no Content-Length either.
     const bodyless = decoded.status === 204 || decoded.status === 304;
-    entry.bytesOut = bodyless ? 0 : decoded.body.length;
+    call.bytesOut = bodyless ? 0 : decoded.body.length;
     if (!bodyless) decoded.headers['content-length'] = decoded.body.length;
+    const res = call.res!;
     res.writeHead(decoded.status, decoded.headers);
     res.end(bodyless ? undefined : decoded.body);
   }
 
   /** Counts an invocation against --max-inflight and gives it a buffer account. */
-  function admit(entry: RequestLog): void {
+  function admit(call: Call): void {
     admission.enter();
-    entry.hold = admission.hold();
+    call.hold = admission.hold();
     metrics?.inflight(1);
   }
 
   /**
-   * Signs and sends one invocation; resolves at Lambda's response headers. `res` is the
-   * client whose hang-up cancels the invocation (none for the health probe).
+   * Signs and sends one invocation; resolves once it is sent. The answer's headers, or the
+   * failure, come to call.answered / call.failed.
    */
-  async function invoke(
-    fn: FunctionRef,
-    qualifier: string | undefined,
-    headers: Record<string, string>,
-    body: Body,
-    res: Response | undefined,
-    entry: RequestLog,
-    timeoutMs = config.timeoutMs,
-  ): Promise<Exchange> {
+  async function invoke(call: Call, fn: FunctionRef, qualifier: string | undefined, headers: Record<string, string>, body: Body): Promise<void> {
     const target = invokeTarget(fn, qualifier);
-    // Watch for a hang-up from here on: one during signing (a credential lookup can take
-    // seconds) must stop the invocation from being sent at all.
-    const abort = new Cancel();
-    if (res !== undefined) {
-      entry.onClose = () => {
-        clearTimeout(timer);
-        if (!res.writableFinished) abort.cancel(new ClientGoneError('client closed the connection'));
-      };
-    }
-    let timer: NodeJS.Timeout | undefined;
+    call.fn = fn.name;
     headers.host = config.signingHost;
     headers['content-length'] = String(bodyLength(body));
-    const input = {
+    const input: SignInput = {
       method: 'POST',
       path: target.upstreamPath,
       query: qualifier === undefined ? undefined : { Qualifier: qualifier },
       headers,
       body,
     };
-    let signed: Record<string, string>;
-    try {
-      // Credentials in hand (the common case): signed without a promise or a turn.
-      signed = signer.signNow?.(input) ?? (await signer.sign(input));
-    } catch (err) {
-      entry.onClose = undefined;
-      throw err;
-    }
-    if (entry.closed || abort.reason !== undefined) throw new ClientGoneError('client closed the connection');
+    // Credentials in hand (the common case): signed without a promise or a turn. A hang-up
+    // during signing (a credential lookup can take seconds) stops it from being sent at all.
+    const signed = signer.signNow?.(input) ?? (await signer.sign(input));
+    if (call.closed || call.reason !== undefined) throw new ClientGoneError('client closed the connection');
+    call.input = input;
+    call.request = { method: 'POST', target: target.upstreamTarget, headers: signed, body };
+    call.sent();
+    upstream.send(call.request, call, call);
+  }
 
-    const started = performance.now();
-    timer = setTimeout(
-      () => abort.cancel(new UpstreamTimeoutError(`no complete answer from Lambda within ${timeoutMs / 1000} s`)),
-      timeoutMs,
-    );
-    let finished = false;
-    const done = (): void => {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      metrics?.upstreamDuration(fn.name, (performance.now() - started) / 1000);
-    };
-    try {
-      const request = { method: 'POST', target: target.upstreamTarget, headers: signed, body };
-      let up = await upstream.forward(request, abort);
-      const serverDate = skewedDate(up);
-      if (serverDate !== undefined) {
-        // The request was refused, not executed: adopt Lambda's clock and send it once more.
-        up.body.resume();
-        signer.correctClock(serverDate, now());
-        metrics?.clockSkewCorrection();
-        metrics?.retry('clock_skew');
-        log.warn({ offsetMs: signer.clockOffsetMs }, 'Lambda refused a signature and its clock differs from ours; signing with its clock');
-        signed = await signer.sign(input);
-        const retried = await upstream.forward({ ...request, headers: signed }, abort);
-        up = { ...retried, retries: retried.retries + up.retries + 1 };
-      }
-      entry.upstreamStatus = up.status;
-      entry.retries = up.retries;
-      return { up, cancel: abort, done };
-    } catch (err) {
-      done();
-      throw err;
-    }
+  /** invoke(), then the answer's headers, for callers that read the answer themselves. */
+  function invokeAndWait(call: Call, fn: FunctionRef, headers: Record<string, string>, body: Body): Promise<UpstreamResponse> {
+    return new Promise((resolve, reject) => {
+      call.waiter = { resolve, reject };
+      invoke(call, fn, undefined, headers, body).catch(reject);
+    });
   }
 
   /** Lambda's Date, when it refused our signature and its clock is SKEW_LIMIT_MS or more from ours. */
@@ -334,52 +376,54 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
 
   /** The probe: a DryRun invocation, 204 when Lambda would run the function. */
   async function dryRun(fn: FunctionRef): Promise<void> {
+    const call = new Call(undefined, undefined);
     // A probe answers in seconds or not at all; never hold /healthz for --timeout.
+    call.timeoutMs = Math.min(config.timeoutMs, PROBE_TIMEOUT_MS);
     const headers = { 'x-amz-invocation-type': 'DryRun', 'content-type': 'application/json' };
-    const ex = await invoke(fn, undefined, headers, Buffer.from('{}'), undefined, {}, Math.min(config.timeoutMs, PROBE_TIMEOUT_MS));
-    ex.up.body.resume();
-    ex.done();
-    if (ex.up.status !== 204 && ex.up.status !== 200) {
-      const type = ex.up.headers['x-amzn-errortype'];
-      throw new ProbeFailedError(`DryRun of ${fn.name} answered ${ex.up.status}${typeof type === 'string' ? ` ${type.split(':')[0]}` : ''}`);
+    const up = await invokeAndWait(call, fn, headers, Buffer.from('{}'));
+    up.body.resume();
+    call.done();
+    if (up.status !== 204 && up.status !== 200) {
+      const type = up.headers['x-amzn-errortype'];
+      throw new ProbeFailedError(`DryRun of ${fn.name} answered ${up.status}${typeof type === 'string' ? ` ${type.split(':')[0]}` : ''}`);
     }
   }
 
   /** Lambda's answer to Varnish as it arrives, with backpressure both ways. */
-  function streamBack(ex: Exchange, res: Response, entry: RequestLog): void {
+  function streamBack(call: Call, up: UpstreamResponse): void {
     // A hand-rolled pipe: stream.pipeline() costs an AbortController and a DOMException
     // per request, which showed in profiles at 10,000+ req/s.
-    const body = ex.up.body;
-    res.writeHead(ex.up.status, responseHeaders(ex.up.headers));
+    const res = call.res!;
+    const body = up.body;
+    res.writeHead(up.status, responseHeaders(up.headers));
     // Most answers are small and complete by now: one write, no stream plumbing.
     const whole = takeCompleteBody(body);
     if (whole !== undefined) {
-      entry.bytesOut = whole.length;
-      ex.done();
+      call.bytesOut = whole.length;
+      call.done();
       res.end(whole.length > 0 ? whole : undefined);
       return;
     }
     let out = 0;
-    const onDrain = (): void => void body.resume();
+    call.streaming = body;
     body.on('data', (chunk: Buffer) => {
       out += chunk.length;
       if (!res.write(chunk)) body.pause();
     });
-    res.onDrain = onDrain;
     body.once('end', () => {
-      entry.bytesOut = out;
-      ex.done();
+      call.bytesOut = out;
+      call.done();
       res.end();
     });
     // Errors surface through 'close' without 'end' below.
     body.on('error', () => {});
     body.once('close', () => {
-      res.onDrain = undefined;
+      call.streaming = undefined;
       if (body.readableEnded) return;
       // Headers are out: the only honest signal left is an incomplete response.
-      entry.bytesOut = out;
-      entry.error = ex.cancel.reason !== undefined ? toLambdaSignError(ex.cancel.reason).code : 'UpstreamStreamError';
-      ex.done();
+      call.bytesOut = out;
+      call.error = call.reason !== undefined ? toLambdaSignError(call.reason).code : 'UpstreamStreamError';
+      call.done();
       res.destroy();
     });
   }
@@ -393,17 +437,18 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     res.end(body);
   }
 
-  function fail(res: Response, entry: RequestLog, err: unknown): void {
+  function fail(call: Call, err: unknown): void {
+    const res = call.res!;
     if (err instanceof ClientGoneError) return void res.destroy();
     const e = toLambdaSignError(err);
-    entry.error = e.code;
-    if (e.status >= 500 && e.code !== 'UpstreamTimeout' && e.code !== 'FunctionError') log.warn({ err: e, fn: entry.fn }, e.message);
+    call.error = e.code;
+    if (e.status >= 500 && e.code !== 'UpstreamTimeout' && e.code !== 'FunctionError') log.warn({ err: e, fn: call.fn }, e.message);
     if (res.headersSent || res.destroyed) return void res.destroy();
     const out = errorResponse(e);
-    entry.status = out.status;
+    call.status = out.status;
     // A body we did not read to the end leaves the connection unusable: the server
     // closes it after this answer.
-    entry.bytesOut = out.body.length;
+    call.bytesOut = out.body.length;
     res.writeHead(out.status, out.headers);
     res.end(out.body);
   }

@@ -7,7 +7,7 @@ import net from 'node:net';
 import type { Readable } from 'node:stream';
 import { bodyLength, type Body } from './body.js';
 import { UpstreamUnavailableError } from './errors.js';
-import { H2Stream, REFUSED_STREAM } from './h2/connection.js';
+import { H2Stream, REFUSED_STREAM, type H2StreamError, type StreamOwner } from './h2/connection.js';
 import { NoHttp2Error, SessionPool, type PooledSession } from './session-pool.js';
 
 
@@ -39,6 +39,11 @@ export function takeCompleteBody(body: Readable): Buffer | undefined {
 
 export type RetryReason = 'refused_stream' | 'goaway' | 'connect';
 
+/** Hears that an invocation was cancelled. */
+export interface CancelListener {
+  cancelled(reason: Error): void;
+}
+
 /**
  * Cancels an invocation: the client hung up, or its time ran out. A lighter stand-in
  * for AbortController (whose EventTarget and DOMException showed in profiles): one
@@ -46,27 +51,42 @@ export type RetryReason = 'refused_stream' | 'goaway' | 'connect';
  */
 export class Cancel {
   reason: Error | undefined;
-  private listener: ((reason: Error) => void) | undefined;
+  private listener: CancelListener | undefined;
   cancel(reason: Error): void {
     if (this.reason !== undefined) return;
     this.reason = reason;
     const l = this.listener;
     this.listener = undefined;
-    l?.(reason);
+    l?.cancelled(reason);
   }
-  /** Sets the listener; if already cancelled, calls it at once (a late listener must not miss it). */
-  listen(fn: (reason: Error) => void): void {
-    if (this.reason !== undefined) return fn(this.reason);
-    this.listener = fn;
+  /** Sets the listener; if already cancelled, tells it at once (a late listener must not miss it). */
+  listen(l: CancelListener): void {
+    if (this.reason !== undefined) return l.cancelled(this.reason);
+    this.listener = l;
   }
-  /** Removes `fn` only if it is still the listener: a finished attempt must not unhook a retry's. */
-  unlisten(fn: (reason: Error) => void): void {
-    if (this.listener === fn) this.listener = undefined;
+  /** Removes `l` only if it is still the listener: a finished attempt must not unhook a retry's. */
+  unlisten(l: CancelListener): void {
+    if (this.listener === l) this.listener = undefined;
   }
 }
 
+/**
+ * Hears, exactly once, how an exchange turned out: the answer's headers, or why there is
+ * none (UpstreamUnavailableError, or the cancel's reason).
+ */
+export interface Receiver {
+  answered(up: UpstreamResponse): void;
+  failed(err: Error): void;
+}
+
 export interface Upstream {
-  /** Resolves at response headers; rejects with UpstreamUnavailableError or the cancel's reason. */
+  /**
+   * Sends a request and tells `to` how it went; never throws. Unprocessed attempts are
+   * sent again. Nothing is kept per request but the attempt in progress: no promise, no
+   * closure, which matters with thousands of invocations waiting on Lambda.
+   */
+  send(req: UpstreamRequest, cancel: Cancel | undefined, to: Receiver): void;
+  /** send() as a promise: resolves at response headers. */
   forward(req: UpstreamRequest, cancel?: Cancel): Promise<UpstreamResponse>;
   /** Open HTTP/2 sessions (0 on HTTP/1.1). */
   readonly sessions: number;
@@ -94,50 +114,74 @@ class Unprocessed extends Error {
   }
 }
 
+/** The sending side shared by every attempt: transports and the retry rule. */
+class Sender {
+  constructor(
+    readonly pool: SessionPool | undefined,
+    readonly h1: Http1Client,
+    readonly maxRetries: number,
+    readonly onRetry: ((reason: RetryReason) => void) | undefined,
+  ) {}
+
+  /** One attempt; `retries` is how many were made before it. */
+  attempt(req: UpstreamRequest, cancel: Cancel | undefined, to: Receiver, retries: number): void {
+    if (cancel?.reason !== undefined) return to.failed(cancel.reason);
+    const pool = this.pool;
+    if (pool === undefined || pool.http1Only) return this.viaHttp1(req, cancel, to, retries);
+    let session: PooledSession;
+    try {
+      session = pool.reserve();
+    } catch (err) {
+      return this.connectFailed(err, req, cancel, to, retries);
+    }
+    if (session.session !== undefined) return new H2Attempt(this, pool, session, req, cancel, to, retries).start();
+    session.ready.then(
+      () => new H2Attempt(this, pool, session, req, cancel, to, retries).start(),
+      (err: unknown) => this.connectFailed(err, req, cancel, to, retries),
+    );
+  }
+
+  private viaHttp1(req: UpstreamRequest, cancel: Cancel | undefined, to: Receiver, retries: number): void {
+    this.h1.request(req, cancel, retries).then(
+      (up) => to.answered(up),
+      (err: unknown) => this.attemptFailed(err, req, cancel, to, retries),
+    );
+  }
+
+  private connectFailed(err: unknown, req: UpstreamRequest, cancel: Cancel | undefined, to: Receiver, retries: number): void {
+    if (err instanceof NoHttp2Error) return this.viaHttp1(req, cancel, to, retries);
+    this.attemptFailed(new Unprocessed('connect', { cause: err }), req, cancel, to, retries);
+  }
+
+  /** An attempt got no answer: send it again if it was provably not processed, else fail. */
+  attemptFailed(err: unknown, req: UpstreamRequest, cancel: Cancel | undefined, to: Receiver, retries: number): void {
+    if (cancel?.reason !== undefined) return to.failed(cancel.reason);
+    if (err instanceof Unprocessed && retries < this.maxRetries) {
+      this.onRetry?.(err.reason);
+      // On a later turn, as an awaited retry was: a GOAWAY fails many streams at once, and
+      // their retries must not reserve sessions while the pool is still retiring this one.
+      queueMicrotask(() => this.attempt(req, cancel, to, retries + 1));
+      return;
+    }
+    if (err instanceof UpstreamUnavailableError) return to.failed(err);
+    to.failed(new UpstreamUnavailableError('Lambda endpoint unavailable', { cause: err }));
+  }
+}
+
 export function createUpstream(opts: UpstreamOptions): Upstream {
-  const maxRetries = opts.maxRetries ?? 2;
   const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
   const secure = opts.endpoint.protocol === 'https:';
   const pool = secure
     ? new SessionPool({ origin: opts.endpoint, ca: opts.ca, connectTimeoutMs, idleTimeoutMs: opts.idleTimeoutMs ?? 60_000 })
     : undefined;
-  const h1 = new Http1Client(opts.endpoint, opts.ca, connectTimeoutMs);
-
-  // Not async: on a connected session the stream's own promise is the answer, with no
-  // second promise around it.
-  const once = (req: UpstreamRequest, signal: Cancel | undefined, retries: number): Promise<UpstreamResponse> => {
-    if (pool === undefined || pool.http1Only) return h1.request(req, signal, retries);
-    const connectFailed = (err: unknown): Promise<UpstreamResponse> =>
-      err instanceof NoHttp2Error ? h1.request(req, signal, retries) : Promise.reject(new Unprocessed('connect', { cause: err }));
-    let session: PooledSession;
-    try {
-      session = pool.reserve();
-    } catch (err) {
-      return connectFailed(err);
-    }
-    if (session.session !== undefined) return requestOnSession(pool, session, req, signal, retries);
-    return session.ready.then(() => requestOnSession(pool, session, req, signal, retries), connectFailed);
-  };
+  const sender = new Sender(pool, new Http1Client(opts.endpoint, opts.ca, connectTimeoutMs), opts.maxRetries ?? 2, opts.onRetry);
 
   return {
-    async forward(req, signal) {
-      for (let attempt = 0; ; attempt++) {
-        if (signal?.reason !== undefined) throw signal.reason;
-        try {
-          return await once(req, signal, attempt);
-        } catch (err) {
-          if (signal?.reason !== undefined) throw signal.reason;
-          if (err instanceof Unprocessed) {
-            if (attempt < maxRetries) {
-              opts.onRetry?.(err.reason);
-              continue;
-            }
-            throw new UpstreamUnavailableError('Lambda endpoint unavailable', { cause: err });
-          }
-          if (err instanceof UpstreamUnavailableError) throw err;
-          throw new UpstreamUnavailableError('Lambda endpoint unavailable', { cause: err });
-        }
-      }
+    send(req, cancel, to) {
+      sender.attempt(req, cancel, to, 0);
+    },
+    forward(req, cancel) {
+      return new Promise((resolve, reject) => sender.attempt(req, cancel, to(resolve, reject), 0));
     },
     get sessions() {
       return pool?.size ?? 0;
@@ -147,23 +191,46 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
     },
     async close(graceMs = 5000) {
       await pool?.close(graceMs);
-      h1.close();
+      sender.h1.close();
     },
   };
 }
 
-function requestOnSession(
-  pool: SessionPool,
-  pooled: PooledSession,
-  req: UpstreamRequest,
-  signal: Cancel | undefined,
-  retries: number,
-): Promise<UpstreamResponse> {
-  return new Promise((resolve, reject) => {
-    if (signal?.reason !== undefined) {
+function to(answered: (up: UpstreamResponse) => void, failed: (err: Error) => void): Receiver {
+  return { answered, failed };
+}
+
+/** A body nobody reads must not throw its error: readers see it through 'close' without 'end'. */
+function ignore(): void {}
+
+/** A stream's Readable side closed: its attempt no longer listens for a cancel. */
+function unhookCancel(this: H2Stream): void {
+  const attempt = this.owner as H2Attempt;
+  attempt.cancel?.unlisten(attempt);
+}
+
+/** One request on an HTTP/2 session: the stream's owner, and the cancel's listener. */
+class H2Attempt implements StreamOwner, CancelListener {
+  private stream: H2Stream | undefined;
+  /** `to` was told (or is about to be, for an answer). */
+  private settled = false;
+
+  constructor(
+    private readonly sender: Sender,
+    private readonly pool: SessionPool,
+    private readonly pooled: PooledSession,
+    private readonly req: UpstreamRequest,
+    readonly cancel: Cancel | undefined,
+    private readonly to: Receiver,
+    private readonly retries: number,
+  ) {}
+
+  start(): void {
+    const { pool, pooled, req, cancel } = this;
+    if (cancel?.reason !== undefined) {
       // Cancelled while a session was being connected: send nothing.
       pool.release(pooled);
-      return reject(signal.reason);
+      return this.to.failed(cancel.reason);
     }
     // RFC 9113 §8.3: pseudo-headers first; :authority replaces Host and carries the same,
     // signed, value.
@@ -179,35 +246,57 @@ function requestOnSession(
       // The connection is closing (GOAWAY) or gone: nothing was sent.
       pool.release(pooled);
       pool.retire(pooled);
-      reject(new Unprocessed('goaway', { cause: err }));
+      return this.sender.attemptFailed(new Unprocessed('goaway', { cause: err }), req, cancel, this.to, this.retries);
+    }
+    this.stream = stream;
+    stream.owner = this;
+    stream.on('error', ignore);
+    stream.on('close', unhookCancel);
+    cancel?.listen(this);
+  }
+
+  cancelled(reason: Error): void {
+    // RST_STREAM(CANCEL) tells Lambda we no longer want the answer, and the body ends
+    // with the reason: whoever reads it sees an error, never a truncated success.
+    this.stream!.cancel(reason);
+    if (this.settled) return;
+    this.settled = true;
+    this.to.failed(reason);
+  }
+
+  streamResponse(stream: H2Stream, err: H2StreamError | undefined): void {
+    if (err === undefined) {
+      if (this.settled) return;
+      this.settled = true;
+      // After the rest of this read is parsed: a small answer's DATA usually came with its
+      // HEADERS, and then it is handed over whole (takeComplete) instead of streamed.
+      process.nextTick(answer, this.to, {
+        status: stream.status,
+        headers: stream.headers,
+        body: stream,
+        protocol: 'h2',
+        retries: this.retries,
+      } satisfies UpstreamResponse);
       return;
     }
-    let responded = false;
-    const onAbort = (reason: Error): void => {
-      // RST_STREAM(CANCEL) tells Lambda we no longer want the answer, and the body ends
-      // with the reason: whoever reads it sees an error, never a truncated success.
-      stream.cancel(reason);
-      if (!responded) reject(reason);
-    };
-    signal?.listen(onAbort);
-    // Errors reach readers through 'close' without 'end'; an unread body must not throw.
-    stream.on('error', () => {});
-    stream.onClose = () => pool.release(pooled);
-    stream.once('close', () => signal?.unlisten(onAbort));
-    stream.onResponse = (err) => {
-      if (err === undefined) {
-        responded = true;
-        resolve({ status: stream.status, headers: stream.headers, body: stream, protocol: 'h2', retries });
-        return;
-      }
-      signal?.unlisten(onAbort);
-      if (signal?.reason !== undefined) return;
-      // RFC 9113 §8.7: REFUSED_STREAM, or a stream above GOAWAY's last-stream-id, was not
-      // processed and may be retried; anything else may have run.
-      if (err.unprocessed) return reject(new Unprocessed(err.rstCode === REFUSED_STREAM ? 'refused_stream' : 'goaway', { cause: err }));
-      reject(new UpstreamUnavailableError('Lambda closed the stream before answering', { cause: err }));
-    };
-  });
+    this.cancel?.unlisten(this);
+    if (this.settled) return;
+    // RFC 9113 §8.7: REFUSED_STREAM, or a stream above GOAWAY's last-stream-id, was not
+    // processed and may be retried; anything else may have run.
+    this.settled = true;
+    const failure = err.unprocessed
+      ? new Unprocessed(err.rstCode === REFUSED_STREAM ? 'refused_stream' : 'goaway', { cause: err })
+      : new UpstreamUnavailableError('Lambda closed the stream before answering', { cause: err });
+    this.sender.attemptFailed(failure, this.req, this.cancel, this.to, this.retries);
+  }
+
+  streamClosed(): void {
+    this.pool.release(this.pooled);
+  }
+}
+
+function answer(to: Receiver, up: UpstreamResponse): void {
+  to.answered(up);
 }
 
 // Errors raised while a fresh connection is being set up: nothing was sent.
@@ -244,9 +333,11 @@ class Http1Client {
       });
       let responded = false;
       let connected = false;
-      const onAbort = (reason: Error): void => {
-        r.destroy();
-        if (!responded) reject(reason);
+      const onAbort: CancelListener = {
+        cancelled(reason) {
+          r.destroy();
+          if (!responded) reject(reason);
+        },
       };
       signal?.listen(onAbort);
       r.once('socket', (sock) => {

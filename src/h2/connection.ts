@@ -81,6 +81,17 @@ export class H2StreamError extends Error {
   }
 }
 
+/**
+ * The side that opened a stream. An object rather than callbacks: it is kept for the whole
+ * exchange, and one object is cheaper to keep (and to collect) than a closure per event.
+ */
+export interface StreamOwner {
+  /** Once: the response headers arrived (err undefined), or the reason there will be none. */
+  streamResponse(stream: H2Stream, err: H2StreamError | undefined): void;
+  /** Once: the stream is closed at the protocol level (its slot is free). */
+  streamClosed(stream: H2Stream): void;
+}
+
 /** One request/response exchange. The stream itself is the response body. */
 export class H2Stream extends Readable {
   id = 0;
@@ -90,10 +101,8 @@ export class H2Stream extends Readable {
   rstCode: number | undefined;
   /** The exchange is over at the protocol level (both sides ended, or reset). */
   over = false;
-  /** Called once with the response headers, or with the reason there will be none. */
-  onResponse: ((err: H2StreamError | undefined) => void) | undefined;
-  /** Called once when the stream is closed at the protocol level (its slot is free). */
-  onClose: (() => void) | undefined;
+  /** Who hears of the answer's headers and of the stream's end (see StreamOwner). */
+  owner: StreamOwner | undefined;
 
   // Sending side.
   /** @internal */ sendWindow: number;
@@ -468,9 +477,7 @@ export class H2Connection extends EventEmitter {
         stream.expected = n;
       }
       stream.responded = true;
-      const cb = stream.onResponse;
-      stream.onResponse = undefined;
-      cb?.(undefined);
+      stream.owner?.streamResponse(stream, undefined);
     }
     // The end of a headers-only answer, or trailers (which an invocation has no use for).
     if (this.headerEndStream) this.remoteEnd(stream);
@@ -585,19 +592,17 @@ export class H2Connection extends EventEmitter {
     this.streams.delete(stream.id);
     const i = this.blocked.indexOf(stream);
     if (i !== -1) this.blocked.splice(i, 1);
-    const cb = stream.onClose;
-    stream.onClose = undefined;
-    cb?.();
+    stream.owner?.streamClosed(stream);
     if (this.closing && this.streams.size === 0) this.end();
   }
 
-  /** Ends a stream with an error: no answer yet → onResponse(err); else its body errors. */
+  /** Ends a stream with an error: no answer yet → streamResponse(err); else its body errors. */
   private fail(stream: H2Stream, err: H2StreamError): void {
     this.closeStream(stream);
     if (!stream.responded) {
-      const cb = stream.onResponse;
-      stream.onResponse = undefined;
-      cb?.(err);
+      // Marked as answered (by the error) so that the owner is told only once.
+      stream.responded = true;
+      stream.owner?.streamResponse(stream, err);
     }
     if (!stream.destroyed && !stream.readableEnded) stream.destroy(err);
   }

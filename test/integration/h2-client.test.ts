@@ -54,7 +54,10 @@ const req = (path: string, extra: string[] = []): string[] => [':method', 'POST'
 function response(s: H2Stream): Promise<H2Stream> {
   return new Promise((resolve, reject) => {
     s.on('error', () => {});
-    s.onResponse = (err) => (err === undefined ? resolve(s) : reject(err));
+    s.owner = {
+      streamResponse: (_s, err) => (err === undefined ? resolve(s) : reject(err)),
+      streamClosed: () => {},
+    };
   });
 }
 

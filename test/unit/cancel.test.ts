@@ -1,12 +1,14 @@
 // Cancel: the one-listener stand-in for AbortController between the server and upstream.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Cancel } from '../../src/upstream.ts';
+import { Cancel, type CancelListener } from '../../src/upstream.ts';
+
+const listener = (fn: (reason: Error) => void): CancelListener => ({ cancelled: fn });
 
 test('a listener hears the cancel, once, with its reason', () => {
   const c = new Cancel();
   const heard: Error[] = [];
-  c.listen((r) => heard.push(r));
+  c.listen(listener((r) => heard.push(r)));
   const reason = new Error('timeout');
   c.cancel(reason);
   c.cancel(new Error('again'));
@@ -21,7 +23,7 @@ test('regression: a listener added after the cancel is called at once', () => {
   const reason = new Error('client gone');
   c.cancel(reason);
   let heard: Error | undefined;
-  c.listen((r) => (heard = r));
+  c.listen(listener((r) => (heard = r)));
   assert.is(heard, reason);
 });
 
@@ -29,9 +31,9 @@ test('regression: a finished attempt cannot unhook the next attempt’s listener
   // After a clock-skew retry, the first stream's close cleared the retry's listener, so
   // neither --timeout nor a hang-up could cancel the retried invocation.
   const c = new Cancel();
-  const first = (): void => {};
+  const first = listener(() => {});
   let second = 0;
-  const retry = (): void => void second++;
+  const retry = listener(() => void second++);
   c.listen(first);
   c.listen(retry);
   c.unlisten(first);
@@ -42,7 +44,7 @@ test('regression: a finished attempt cannot unhook the next attempt’s listener
 test('unlisten of the current listener removes it', () => {
   const c = new Cancel();
   let n = 0;
-  const fn = (): void => void n++;
+  const fn = listener(() => void n++);
   c.listen(fn);
   c.unlisten(fn);
   c.cancel(new Error('x'));

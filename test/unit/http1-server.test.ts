@@ -307,11 +307,11 @@ test('a header value that would split the response is refused before anything is
   });
 });
 
-test('onClose: once after the answer is flushed, or once when the client leaves first', async () => {
+test('responseClosed: once after the answer is flushed, or once when the client leaves first', async () => {
   const closes: boolean[] = [];
   let pending: Response | undefined;
   await withServer((req, res) => {
-    res.onClose = () => closes.push(res.writableFinished);
+    res.owner = { responseClosed: () => closes.push(res.writableFinished), responseDrained: () => {} };
     if (req.url === '/now') {
       res.writeHead(200, { 'content-length': 2 });
       res.end('ok');
