@@ -11,6 +11,11 @@
 //   npm run build && cp -r dist /tmp/base-dist        # the build to compare against
 //   … change, npm run build …
 //   node bench/ab.mjs --base /tmp/base-dist [--rounds 6] [--duration 5] [--body 64] [--connections 64]
+//   node bench/ab.mjs --base /tmp/base-dist --inflight [--rounds 4]
+//
+// --inflight runs the benchmark's 2,000-in-flight case instead: an upstream that answers
+// after 1 s, 2,000 connections, 12 s runs, and each build's sustained req/s (answers the
+// upstream gave from 2.5 s to the run's end) and highest RSS.
 //
 // B is ./dist. Needs what `npm run bench` needs (wrk, nginx, varnishd, openssl). Every
 // process is stopped at the end, on error and on Ctrl-C; files live in a temp dir.
@@ -20,7 +25,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { makeCA } from './lib/ca.mjs';
-import { CLI, startLambdaSign } from './lib/daemons.mjs';
+import { CLI, startLambdaSign, startSlowUpstream } from './lib/daemons.mjs';
 import { startUpstream } from './lib/nginx.mjs';
 import { killAllNow, stopAll } from './lib/procs.mjs';
 import { watch } from './lib/procstat.mjs';
@@ -28,16 +33,17 @@ import { median } from './lib/report.mjs';
 import { startVarnish } from './lib/varnish.mjs';
 import { runWrk, writeScript } from './lib/wrk.mjs';
 
-const USAGE = 'usage: node bench/ab.mjs --base DIR [--rounds N] [--duration S] [--body BYTES] [--connections N]';
+const USAGE = 'usage: node bench/ab.mjs --base DIR [--inflight] [--rounds N] [--duration S] [--body BYTES] [--connections N]';
 let values;
 try {
   ({ values } = parseArgs({
     options: {
       base: { type: 'string' },
-      rounds: { type: 'string', default: '6' },
-      duration: { type: 'string', default: '5' },
+      inflight: { type: 'boolean', default: false },
+      rounds: { type: 'string' },
+      duration: { type: 'string' },
       body: { type: 'string', default: '64' },
-      connections: { type: 'string', default: '64' },
+      connections: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   }));
@@ -49,18 +55,20 @@ if (values.help) {
   console.log(USAGE);
   process.exit(0);
 }
-const num = (name, min) => {
-  const n = Number(values[name]);
+const inflight = values.inflight;
+const num = (name, min, otherwise, inflightDefault) => {
+  const n = Number(values[name] ?? (inflight ? inflightDefault : otherwise));
   if (!Number.isInteger(n) || n < min) {
     console.error(`--${name} must be an integer ≥ ${min}\n${USAGE}`);
     process.exit(2);
   }
   return n;
 };
-const rounds = num('rounds', 1);
-const duration = num('duration', 1);
+const rounds = num('rounds', 1, 6, 4);
+// An in-flight run needs its first seconds to fill up: 2.5 s of them are not counted.
+const duration = num('duration', inflight ? 4 : 1, 5, 12);
 const body = num('body', 0);
-const connections = num('connections', 1);
+const connections = num('connections', 1, 64, 2000);
 if (values.base === undefined) {
   console.error(`--base is required: a directory holding another build's cli.js\n${USAGE}`);
   process.exit(2);
@@ -91,7 +99,9 @@ for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130)
 const builds = { A: path.join(baseCopy, 'dist', 'cli.js'), B: CLI };
 try {
   const ca = makeCA(path.join(tmp, 'ca'));
-  const up = await startUpstream({ dir: path.join(tmp, 'upstream'), ...ca });
+  const up = inflight
+    ? await startSlowUpstream({ dir: path.join(tmp, 'upstream'), ...ca, body: '{"ok":1}' })
+    : await startUpstream({ dir: path.join(tmp, 'upstream'), ...ca });
   const procs = {};
   const backends = {};
   for (const [id, cli] of Object.entries(builds)) {
@@ -103,25 +113,46 @@ try {
   }
   const varnish = await startVarnish({ dir: path.join(tmp, 'varnish'), backends });
   const scripts = Object.fromEntries(Object.keys(builds).map((id) => [id, writeScript(tmp, { backend: id, bodyBytes: body })]));
-  const wrk = (id, durationS) => runWrk({ url: varnish.url, script: scripts[id], connections, durationS });
+  const wrk = (id, durationS) =>
+    runWrk({ url: varnish.url, script: scripts[id], connections, durationS, ...(inflight ? { timeoutS: 30 } : {}) });
+  // Answers the slow upstream gave between 2.5 s into the run and its end.
+  const sustained = async (t0) => {
+    const at = async (s) => {
+      await sleep(Math.max(0, t0 + s * 1000 - performance.now()));
+      return up.served();
+    };
+    const a = await at(2.5);
+    const b = await at(duration - 0.25);
+    return b.t > a.t ? ((b.n - a.n) * 1000) / (b.t - a.t) : NaN;
+  };
   await sleep(500);
   for (const id of Object.keys(builds)) await wrk(id, 3); // warm-up, not recorded
   const rows = { A: [], B: [] };
   for (let r = 1; r <= rounds; r++) {
     for (const id of r % 2 === 1 ? ['A', 'B'] : ['B', 'A']) {
       const w = watch(procs[id].pid);
-      const x = await wrk(id, duration);
+      const t0 = performance.now();
+      const run = wrk(id, duration);
+      const steady = inflight ? await sustained(t0) : undefined;
+      const x = await run;
       const s = w.stop();
       const us = (s.cpuPct * 1e4) / x.rps;
-      rows[id].push({ us, rps: x.rps, errors: x.errors, rss: s.rssMaxMB });
-      console.error(`[${r}/${rounds}] ${id}  ${Math.round(x.rps)} req/s  ${us.toFixed(1)} µs/req  rss ${s.rssMaxMB.toFixed(0)} MB  errors ${x.errors}`);
+      rows[id].push({ us, rps: x.rps, errors: x.errors, rss: s.rssMaxMB, steady });
+      const rate = inflight ? `sustained ${Math.round(steady)} req/s  (wrk ${Math.round(x.rps)})` : `${Math.round(x.rps)} req/s`;
+      console.error(`[${r}/${rounds}] ${id}  ${rate}  ${us.toFixed(1)} µs/req  rss ${s.rssMaxMB.toFixed(0)} MB  errors ${x.errors}`);
+      // Let the last answers of an in-flight run drain before the other build's run.
+      if (inflight) await sleep(2000);
     }
   }
-  console.log(`A = ${values.base}, B = ./dist; ${body} B bodies, ${connections} connections, ${rounds} rounds × ${duration} s, medians:`);
+  const what = inflight ? `${connections} in flight against a 1 s upstream` : `${body} B bodies, ${connections} connections`;
+  console.log(`A = ${values.base}, B = ./dist; ${what}, ${rounds} rounds × ${duration} s, medians:`);
   for (const id of ['A', 'B']) {
     const xs = rows[id];
     const errors = xs.reduce((n, x) => n + x.errors, 0);
-    console.log(`${id}: ${median(xs.map((x) => x.us)).toFixed(1)} µs of CPU per request, ${Math.round(median(xs.map((x) => x.rps)))} req/s, errors ${errors}`);
+    const rate = inflight
+      ? `sustained ${Math.round(median(xs.map((x) => x.steady)))} req/s (rounds ${xs.map((x) => Math.round(x.steady)).join(', ')}), RSS max ${Math.max(...xs.map((x) => x.rss)).toFixed(0)} MB`
+      : `${Math.round(median(xs.map((x) => x.rps)))} req/s`;
+    console.log(`${id}: ${median(xs.map((x) => x.us)).toFixed(1)} µs of CPU per request, ${rate}, errors ${errors}`);
   }
 } finally {
   await stopAll();
