@@ -136,6 +136,9 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
         const serverDate = skewedDate(up);
         if (serverDate !== undefined) return void this.resend(up, serverDate);
       } else up = { ...up, retries: up.retries + this.resent };
+      // Nothing is signed or sent again from here: let the request and its body go.
+      this.input = undefined;
+      this.request = undefined;
       this.upstreamStatus = up.status;
       this.retries = up.retries;
       const waiter = this.waiter;
@@ -148,6 +151,8 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     }
 
     failed(err: Error): void {
+      this.input = undefined;
+      this.request = undefined;
       this.done();
       const waiter = this.waiter;
       if (waiter !== undefined) waiter.reject(err);
@@ -162,12 +167,13 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
       metrics?.clockSkewCorrection();
       metrics?.retry('clock_skew');
       log.warn({ offsetMs: signer.clockOffsetMs }, 'Lambda refused a signature and its clock differs from ours; signing with its clock');
+      let signed: Record<string, string>;
       try {
-        const signed = await signer.sign(this.input!);
-        upstream.send({ ...this.request!, headers: signed }, this, this);
+        signed = await signer.sign(this.input!);
       } catch (err) {
-        this.failed(err as Error);
+        return this.failed(err as Error);
       }
+      upstream.send({ ...this.request!, headers: signed }, this, this);
     }
 
     responseClosed(): void {
@@ -395,7 +401,15 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     // per request, which showed in profiles at 10,000+ req/s.
     const res = call.res!;
     const body = up.body;
-    res.writeHead(up.status, responseHeaders(up.headers));
+    try {
+      res.writeHead(up.status, responseHeaders(up.headers));
+    } catch (err) {
+      // The answer cannot be passed on, so it will not be read: let its stream (and its
+      // place in the session) go now rather than when Lambda ends it.
+      body.destroy();
+      call.done();
+      throw err;
+    }
     // Most answers are small and complete by now: one write, no stream plumbing.
     const whole = takeCompleteBody(body);
     if (whole !== undefined) {

@@ -219,14 +219,16 @@ class H2Attempt implements StreamOwner, CancelListener {
     private readonly sender: Sender,
     private readonly pool: SessionPool,
     private readonly pooled: PooledSession,
-    private readonly req: UpstreamRequest,
+    /** Kept to send again while that may happen: until the answer's headers. */
+    private req: UpstreamRequest | undefined,
     readonly cancel: Cancel | undefined,
     private readonly to: Receiver,
     private readonly retries: number,
   ) {}
 
   start(): void {
-    const { pool, pooled, req, cancel } = this;
+    const { pool, pooled, cancel } = this;
+    const req = this.req!;
     if (cancel?.reason !== undefined) {
       // Cancelled while a session was being connected: send nothing.
       pool.release(pooled);
@@ -268,6 +270,7 @@ class H2Attempt implements StreamOwner, CancelListener {
     if (err === undefined) {
       if (this.settled) return;
       this.settled = true;
+      this.req = undefined;
       // After the rest of this read is parsed: a small answer's DATA usually came with its
       // HEADERS, and then it is handed over whole (takeComplete) instead of streamed.
       process.nextTick(answer, this.to, {
@@ -287,7 +290,7 @@ class H2Attempt implements StreamOwner, CancelListener {
     const failure = err.unprocessed
       ? new Unprocessed(err.rstCode === REFUSED_STREAM ? 'refused_stream' : 'goaway', { cause: err })
       : new UpstreamUnavailableError('Lambda closed the stream before answering', { cause: err });
-    this.sender.attemptFailed(failure, this.req, this.cancel, this.to, this.retries);
+    this.sender.attemptFailed(failure, this.req!, this.cancel, this.to, this.retries);
   }
 
   streamClosed(): void {

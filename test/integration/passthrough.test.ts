@@ -33,4 +33,16 @@ for (const [name, answer] of CASES) {
   });
 }
 
+test('an answer whose headers cannot be passed on is an error, and its stream is let go at once', async () => {
+  // A control character is refused in an HTTP/1.1 header (it could split the response).
+  // The rest of that answer will never be read: the stream to Lambda must be cancelled
+  // rather than kept open (with its place in the session) until Lambda ends it.
+  s.fake.on('badheader', () => ({ status: 200, headers: { 'x-odd': 'a\x01b' }, chunks: ['first', 'never'], chunkDelayMs: 10_000 }));
+  const res = await send(s.daemon.socketPath, { path: invokePath('badheader'), body: '{}' });
+  assert.ok(res.status >= 500, `status ${res.status}`);
+  assert.not.match(res.body.toString(), /first/, 'nothing of the answer was passed on');
+  for (let i = 0; i < 100 && s.fake.inflight > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.is(s.fake.inflight, 0, 'the stream is closed at the fake Lambda long before its answer would end');
+});
+
 test.run();
