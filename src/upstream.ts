@@ -86,8 +86,6 @@ export interface Upstream {
    * closure, which matters with thousands of invocations waiting on Lambda.
    */
   send(req: UpstreamRequest, cancel: Cancel | undefined, to: Receiver): void;
-  /** send() as a promise: resolves at response headers. */
-  forward(req: UpstreamRequest, cancel?: Cancel): Promise<UpstreamResponse>;
   /** Open HTTP/2 sessions (0 on HTTP/1.1). */
   readonly sessions: number;
   /** HTTP/2 streams open on them. */
@@ -180,9 +178,6 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
     send(req, cancel, to) {
       sender.attempt(req, cancel, to, 0);
     },
-    forward(req, cancel) {
-      return new Promise((resolve, reject) => sender.attempt(req, cancel, to(resolve, reject), 0));
-    },
     get sessions() {
       return pool?.size ?? 0;
     },
@@ -194,10 +189,6 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
       sender.h1.close();
     },
   };
-}
-
-function to(answered: (up: UpstreamResponse) => void, failed: (err: Error) => void): Receiver {
-  return { answered, failed };
 }
 
 /** A body nobody reads must not throw its error: readers see it through 'close' without 'end'. */
