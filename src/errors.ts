@@ -92,6 +92,11 @@ export class InvalidFunctionResponseError extends LambdaSignError {
   readonly code = 'InvalidFunctionResponse';
   readonly status = 502;
 }
+/** Lambda's answer carries a header that HTTP/1.1 cannot carry: nothing of it was passed on. */
+export class InvalidUpstreamResponseError extends LambdaSignError {
+  readonly code = 'InvalidUpstreamResponse';
+  readonly status = 502;
+}
 export class InternalError extends LambdaSignError {
   readonly code = 'InternalError';
   readonly status = 500;

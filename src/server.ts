@@ -10,6 +10,7 @@ import { bodyLength, collect, joinBody, readBody, type Body } from './body.js';
 import {
   errorResponse,
   InvalidFunctionResponseError,
+  InvalidUpstreamResponseError,
   InvalidPayloadError,
   InvalidRequestError,
   PayloadTooLargeError,
@@ -408,7 +409,8 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
       // place in the session) go now rather than when Lambda ends it.
       body.destroy();
       call.done();
-      throw err;
+      if (!(err instanceof TypeError)) throw err;
+      throw new InvalidUpstreamResponseError('Lambda answered with a header that cannot be passed on over HTTP/1.1', { cause: err });
     }
     // Most answers are small and complete by now: one write, no stream plumbing.
     const whole = takeCompleteBody(body);
