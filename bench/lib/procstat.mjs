@@ -89,7 +89,9 @@ function tcpCounters() {
 /**
  * The machine around a run, from now until stop(): CPU used by everything that is not the
  * benchmark, as a share of one core (`groups()` returns the benchmark's process groups, read
- * at both ends), and the TCP retransmissions and listen drops meanwhile.
+ * at both ends); the CPU seconds of the benchmark itself (every process of the chain: wrk,
+ * varnishd, the paths, the upstream, this driver); and the TCP retransmissions and listen
+ * drops meanwhile.
  */
 export function watchOthers(groups) {
   const t0 = process.hrtime.bigint();
@@ -99,10 +101,12 @@ export function watchOthers(groups) {
   return {
     stop() {
       const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-      const other = machineBusySeconds() - busy0 - (ownSeconds(groups()) - own0);
+      const chain = ownSeconds(groups()) - own0;
+      const other = machineBusySeconds() - busy0 - chain;
       const tcp = tcpCounters();
       return {
         otherPct: Math.max(0, (100 * other) / wall),
+        chainCpuS: chain,
         tcpRetrans: tcp.retrans - tcp0.retrans,
         listenDrops: tcp.listenDrops - tcp0.listenDrops,
       };
