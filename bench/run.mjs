@@ -28,7 +28,7 @@ import { NGINX, UPSTREAM_BODY, startRelay, startUpstream } from './lib/nginx.mjs
 import { killAllNow, liveGroups, run, stopAll, which } from './lib/procs.mjs';
 import { watch, watchOthers } from './lib/procstat.mjs';
 import { profileMarkdown, summarizeProfile } from './lib/cpu-profile.mjs';
-import { buildReport, buildSoakReport, machine, sizeLabel } from './lib/report.mjs';
+import { buildReport, buildSoakReport, chainUs, machine, sizeLabel } from './lib/report.mjs';
 import { VARNISHD, startVarnish } from './lib/varnish.mjs';
 import { INVOKE_PATH, WRK, payload, runWrk, writeScript } from './lib/wrk.mjs';
 
@@ -254,7 +254,7 @@ function alive(proc) {
 
 const fmt = (r) =>
   `${Math.round(r.rps).toString().padStart(6)} req/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms` +
-  `  cpu ${r.cpuPct.toFixed(0)}% (${r.rps > 0 ? Math.round((r.cpuPct * 1e4) / r.rps) : '-'} µs/req; chain ${r.requests > 0 ? Math.round((r.chainCpuS * 1e6) / r.requests) : '-'} µs/req)  rss ${r.rssMaxMB.toFixed(0)} MB  other load ${r.otherPct.toFixed(0)}%` +
+  `  cpu ${r.cpuPct.toFixed(0)}% (${r.rps > 0 ? Math.round((r.cpuPct * 1e4) / r.rps) : '-'} µs/req; chain ${Number.isFinite(chainUs(r)) ? Math.round(chainUs(r)) : '-'} µs/req)  rss ${r.rssMaxMB.toFixed(0)} MB  other load ${r.otherPct.toFixed(0)}%` +
   `${r.tcpRetrans || r.listenDrops ? `  tcp retrans ${r.tcpRetrans} listen drops ${r.listenDrops}` : ''}${r.errors ? `  ERRORS ${r.errors} ${JSON.stringify(r.errorDetail)}` : ''}`;
 
 async function signMicroChild(quick) {

@@ -22,7 +22,7 @@ import {
 import { buildEvent } from './gateway-event.js';
 import { decodeResponse } from './gateway-response.js';
 import { outboundHeaders, responseHeaders } from './headers.js';
-import { Http1Server, type Request, type Response, type ResponseOwner } from './http1/server.js';
+import { Http1Server, InvalidHeaderError, type Request, type Response, type ResponseOwner } from './http1/server.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { createProbe } from './probe.js';
@@ -409,7 +409,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
       // place in the session) go now rather than when Lambda ends it.
       body.destroy();
       call.done();
-      if (!(err instanceof TypeError)) throw err;
+      if (!(err instanceof InvalidHeaderError)) throw err;
       throw new InvalidUpstreamResponseError('Lambda answered with a header that cannot be passed on over HTTP/1.1', { cause: err });
     }
     // Most answers are small and complete by now: one write, no stream plumbing.

@@ -51,7 +51,7 @@ function header({ title, command, m, started }) {
 }
 
 /** CPU µs per request of the whole chain (wrk, varnishd, the path, the upstream) in one run. */
-const chainUs = (r) => (r.requests > 0 && Number.isFinite(r.chainCpuS) ? (r.chainCpuS * 1e6) / r.requests : NaN);
+export const chainUs = (r) => (r.requests > 0 && Number.isFinite(r.chainCpuS) ? (r.chainCpuS * 1e6) / r.requests : NaN);
 
 /**
  * The highest req/s ÷ relay that any signing proxy could reach in this case on this machine,

@@ -192,7 +192,7 @@ export class Response {
       const value = headers[name];
       if (value === undefined) continue;
       // Never let a header value start a second response (response splitting).
-      if (!TOKEN.test(name)) throw new TypeError(`invalid header name ${JSON.stringify(name)}`);
+      if (!TOKEN.test(name)) throw new InvalidHeaderError(`invalid header name ${JSON.stringify(name)}`);
       if (name.length === 14 && name.toLowerCase() === 'content-length') length = true;
       else if (name.length === 4 && name.toLowerCase() === 'date') date = true;
       else if (name.length === 10 && name.toLowerCase() === 'connection') {
@@ -314,8 +314,11 @@ export class Response {
   }
 }
 
+/** writeHead refused a header name or value that could split the response. */
+export class InvalidHeaderError extends TypeError {}
+
 function field(name: string, value: string): string {
-  if (BAD_VALUE.test(value)) throw new TypeError(`invalid value for header ${JSON.stringify(name)}`);
+  if (BAD_VALUE.test(value)) throw new InvalidHeaderError(`invalid value for header ${JSON.stringify(name)}`);
   return `${name}: ${value}\r\n`;
 }
 
