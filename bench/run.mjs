@@ -255,7 +255,7 @@ function alive(proc) {
 const fmt = (r) =>
   `${Math.round(r.rps).toString().padStart(6)} req/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms` +
   `  cpu ${r.cpuPct.toFixed(0)}% (${r.rps > 0 ? Math.round((r.cpuPct * 1e4) / r.rps) : '-'} µs/req; chain ${Number.isFinite(chainUs(r)) ? Math.round(chainUs(r)) : '-'} µs/req)  rss ${r.rssMaxMB.toFixed(0)} MB  other load ${r.otherPct.toFixed(0)}%` +
-  `${r.tcpRetrans || r.listenDrops ? `  tcp retrans ${r.tcpRetrans} listen drops ${r.listenDrops}` : ''}${r.errors ? `  ERRORS ${r.errors} ${JSON.stringify(r.errorDetail)}` : ''}`;
+  `${r.tcpTimeouts || r.listenDrops ? `  tcp timeouts ${r.tcpTimeouts} listen drops ${r.listenDrops}` : ''}${r.errors ? `  ERRORS ${r.errors} ${JSON.stringify(r.errorDetail)}` : ''}`;
 
 async function signMicroChild(quick) {
   const script = path.join(HERE, 'lib', 'sign-micro.mjs');

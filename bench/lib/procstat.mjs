@@ -81,7 +81,10 @@ function tcpCounters() {
     return Number(values[keys.indexOf(name)] ?? NaN);
   };
   return {
-    retrans: read('/proc/net/snmp', 'Tcp', 'RetransSegs'),
+    // Retransmission timeouts. Not RetransSegs: on loopback nearly every retransmitted
+    // segment is a tail-loss probe whose original had arrived (the receiver answers it with
+    // a DSACK), sent because a busy receiver delayed its ACK; it delays nothing.
+    timeouts: read('/proc/net/netstat', 'TcpExt', 'TCPTimeouts'),
     listenDrops: read('/proc/net/netstat', 'TcpExt', 'ListenDrops'),
   };
 }
@@ -90,8 +93,8 @@ function tcpCounters() {
  * The machine around a run, from now until stop(): CPU used by everything that is not the
  * benchmark, as a share of one core (`groups()` returns the benchmark's process groups, read
  * at both ends); the CPU seconds of the benchmark itself (every process of the chain: wrk,
- * varnishd, the paths, the upstream, this driver); and the TCP retransmissions and listen
- * drops meanwhile.
+ * varnishd, the paths, the upstream, this driver); and the TCP retransmission timeouts and
+ * listen drops meanwhile.
  */
 export function watchOthers(groups) {
   const t0 = process.hrtime.bigint();
@@ -107,7 +110,7 @@ export function watchOthers(groups) {
       return {
         otherPct: Math.max(0, (100 * other) / wall),
         chainCpuS: chain,
-        tcpRetrans: tcp.retrans - tcp0.retrans,
+        tcpTimeouts: tcp.timeouts - tcp0.timeouts,
         listenDrops: tcp.listenDrops - tcp0.listenDrops,
       };
     },

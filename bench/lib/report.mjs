@@ -83,7 +83,7 @@ function summarize(runs) {
     rss: median(runs.map((r) => r.rssMaxMB)),
     errors: runs.reduce((n, r) => n + r.errors, 0),
     other: Math.max(...runs.map((r) => r.otherPct)),
-    retrans: runs.reduce((n, r) => n + r.tcpRetrans + r.listenDrops, 0),
+    retrans: runs.reduce((n, r) => n + r.tcpTimeouts + r.listenDrops, 0),
     n: runs.length,
   };
 }
@@ -117,7 +117,7 @@ export function buildReport({ command, started, m, opts, paths, cases, runs, sig
 
   if (runs.length > 0) {
     out.push(
-      '| path | case | req/s | p50 ms | p99 ms | req/s ÷ relay | p99 ÷ relay | CPU % ¹ | RSS MB ¹ | chain µs/req ⁵ | errors ² | other load % ³ | TCP drops ⁴ |',
+      '| path | case | req/s | p50 ms | p99 ms | req/s ÷ relay | p99 ÷ relay | CPU % ¹ | RSS MB ¹ | chain µs/req ⁵ | errors ² | other load % ³ | TCP stalls ⁴ |',
       '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     );
     for (const c of cases) {
@@ -141,8 +141,8 @@ export function buildReport({ command, started, m, opts, paths, cases, runs, sig
       '² answers that were not 2xx plus socket errors and timeouts (wrk\'s `--timeout` is half the run, so a request stuck that long is counted, not lost), summed over the rounds.  ',
       '³ CPU used during the run by processes that are not part of the benchmark (other jobs on this host, hypervisor steal), ' +
         'as a share of one core; the highest over the rounds. Much of it means a disturbed measurement.  ',
-      '⁴ TCP segments retransmitted plus connections dropped from full listen queues, machine-wide, summed over the rounds. ' +
-        'On loopback each is a dropped packet that waits for a retransmission timer (200 ms, doubling): a p99 of seconds next to a non-zero count is that, not the proxy.  ',
+      '⁴ TCP retransmission timeouts plus connections dropped from full listen queues, machine-wide, summed over the rounds: each made some request wait 200 ms or more ' +
+        '(a p99 of seconds next to a non-zero count is that, not the proxy). Retransmitted segments are not counted: on loopback they are tail-loss probes whose originals had arrived, and delay nothing.  ',
       '⁵ CPU of every process in the chain (wrk, varnishd, the path, the upstream, the driver) over the run, divided by the requests wrk completed.',
       '',
     );
@@ -167,7 +167,7 @@ export function buildReport({ command, started, m, opts, paths, cases, runs, sig
         'Sustained req/s: answers the upstream gave in the steady part of the run (from 2.5 s to the end; nothing can finish in the first second); ' +
         'wrk\'s own count over the whole run is shown too. The naive proxy is restarted before each of its runs, since its queue outlives the run.',
       '',
-      '| path | sustained req/s | wrk req/s | p50 ms | p99 ms | ÷ naive | CPU % | RSS MB (max) | errors | other load % | TCP drops |',
+      '| path | sustained req/s | wrk req/s | p50 ms | p99 ms | ÷ naive | CPU % | RSS MB (max) | errors | other load % | TCP stalls |',
       '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     );
     for (const p of inflightPaths) {
@@ -224,7 +224,7 @@ function summarizeInflight(rs) {
     rss: Math.max(...rs.map((r) => r.rssMaxMB)),
     errors: rs.reduce((n, r) => n + r.errors, 0),
     other: Math.max(...rs.map((r) => r.otherPct)),
-    retrans: rs.reduce((n, r) => n + r.tcpRetrans + r.listenDrops, 0),
+    retrans: rs.reduce((n, r) => n + r.tcpTimeouts + r.listenDrops, 0),
   };
 }
 

@@ -17,7 +17,7 @@ function row(round: number, path: string, rps: number, chainUs: number) {
   const requests = rps * 8;
   return {
     round, case: '256KiB-c64', path, rps, requests, p50Ms: 40, p99Ms: 80, errors: 0, cpuPct: 60, rssMaxMB: 100,
-    otherPct: 0, tcpRetrans: 0, listenDrops: 0, chainCpuS: (chainUs * requests) / 1e6,
+    otherPct: 0, tcpTimeouts: 0, listenDrops: 0, chainCpuS: (chainUs * requests) / 1e6,
   };
 }
 
