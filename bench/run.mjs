@@ -26,7 +26,7 @@ import { makeCA } from './lib/ca.mjs';
 import { CLI, startLambdaSign, startNaiveProxy, startSlowUpstream } from './lib/daemons.mjs';
 import { NGINX, UPSTREAM_BODY, startRelay, startUpstream } from './lib/nginx.mjs';
 import { killAllNow, liveGroups, run, stopAll, which } from './lib/procs.mjs';
-import { watch, watchOthers } from './lib/procstat.mjs';
+import { waitQuiet, watch, watchOthers } from './lib/procstat.mjs';
 import { profileMarkdown, summarizeProfile } from './lib/cpu-profile.mjs';
 import { buildReport, buildSoakReport, chainUs, machine, sizeLabel } from './lib/report.mjs';
 import { VARNISHD, startVarnish } from './lib/varnish.mjs';
@@ -378,6 +378,9 @@ async function compare(opts, m, command, started) {
             procs.naive_slow = (await startNaiveProxy(slowNaive)).proc;
             proc = procs.naive_slow;
           }
+          // No warm-up run here (it would leave 2,000 requests in flight): wait instead for
+          // what the run before left behind to finish, so that no path starts on a busy machine.
+          await waitQuiet();
           const w = watch(proc.pid);
           const others = watchOthers(liveGroups);
           const t0 = performance.now();

@@ -8,6 +8,7 @@
 //   a lot of other load is a run to distrust, and the report says how much there was.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 
 let clkTck;
 function ticksPerSecond() {
@@ -115,6 +116,24 @@ export function watchOthers(groups) {
       };
     },
   };
+}
+
+/**
+ * Waits until the machine is quiet: under `busyBelow` of its cores busy over a window of
+ * `windowMs`, or `maxMs` at most. Returns the milliseconds waited. The work a run starts
+ * (queues in Varnish and in the path it measured) outlives wrk by up to a second; the next
+ * run should not inherit it.
+ */
+export async function waitQuiet({ busyBelow = 0.15, windowMs = 250, maxMs = 5000 } = {}) {
+  const cores = os.availableParallelism();
+  const start = Date.now();
+  for (;;) {
+    const busy0 = machineBusySeconds();
+    const t0 = Date.now();
+    await new Promise((r) => setTimeout(r, windowMs));
+    const share = (machineBusySeconds() - busy0) / (((Date.now() - t0) / 1000) * cores);
+    if (share < busyBelow || Date.now() - start >= maxMs) return Date.now() - start;
+  }
 }
 
 /** {rssMB, hwmMB} from /proc/PID/status. */
