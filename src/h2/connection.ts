@@ -5,7 +5,7 @@
 // callbacks), more than everything else lambda-sign does. This client does only what an
 // invocation needs: requests with a body already in memory, answers streamed back with
 // flow control, and the connection-level duties (SETTINGS, PING, WINDOW_UPDATE, GOAWAY).
-// Frames written in one event-loop turn leave in one write.
+// Frames written in one event-loop turn leave in one write, or in writes of a TLS record or more.
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import type { Socket } from 'node:net';
@@ -57,6 +57,12 @@ const OUR_MAX_FRAME = 16_384;
 const MAX_HEADER_BLOCK = 256 << 10;
 /** DATA payloads at most this long are copied into the batched write; longer ones go by reference. */
 const COPY_LIMIT = 4096;
+/**
+ * Frames leave at the end of the event-loop turn, or as soon as this many bytes wait (a full
+ * TLS record). In a burst, a turn can take a thousand requests from Varnish; holding all of
+ * their frames until the turn ends would delay the first by the whole burst.
+ */
+const FLUSH_AT = 16 << 10;
 /** Stream ids are 31 bits; stop opening streams well before they run out. */
 const LAST_CLIENT_STREAM_ID = 0x7fff0000;
 const EMPTY = Buffer.alloc(0);
@@ -225,6 +231,8 @@ export class H2Connection extends EventEmitter {
   private batch = Buffer.allocUnsafe(16 << 10);
   private batchAt = 0;
   private batchStart = 0;
+  /** Bytes in `parts`, not yet handed to the socket. */
+  private partsBytes = 0;
   private flushScheduled = false;
 
   constructor(readonly socket: Socket, opts: H2Options = {}) {
@@ -726,12 +734,14 @@ export class H2Connection extends EventEmitter {
   private reference(data: Buffer): void {
     this.cut();
     this.parts.push(data);
+    this.partsBytes += data.length;
   }
 
   /** Moves the batch's unsent bytes into `parts`. */
   private cut(): void {
     if (this.batchAt > this.batchStart) {
       this.parts.push(this.batch.subarray(this.batchStart, this.batchAt));
+      this.partsBytes += this.batchAt - this.batchStart;
       this.batchStart = this.batchAt;
     }
   }
@@ -746,7 +756,9 @@ export class H2Connection extends EventEmitter {
   }
 
   private scheduleFlush(): void {
-    if (this.flushScheduled || this.destroyed) return;
+    if (this.destroyed) return;
+    if (this.partsBytes + this.batchAt - this.batchStart >= FLUSH_AT) return this.flush();
+    if (this.flushScheduled) return;
     if (this.batchAt === this.batchStart && this.parts.length === 0) return;
     this.flushScheduled = true;
     setImmediate(() => this.flush());
@@ -759,6 +771,7 @@ export class H2Connection extends EventEmitter {
     if (parts.length === 0 || this.destroyed) return;
     // The bytes handed to the socket are never written again: the batch only moves forward.
     this.parts = [];
+    this.partsBytes = 0;
     if (parts.length === 1) {
       this.socket.write(parts[0]!);
     } else {

@@ -127,6 +127,42 @@ test('300 concurrent requests: bodies up to 300 KB and every printable header by
   assert.is(results.filter(Boolean).length, 300);
 });
 
+test('a burst of requests in one turn leaves while the turn goes on, not all at its end', async () => {
+  const { port } = await server(echo);
+  const c = await connect(port);
+  let written = 0;
+  const write = c.socket.write.bind(c.socket) as (chunk: Buffer) => boolean;
+  c.socket.write = ((chunk: Buffer) => {
+    written += chunk.length;
+    return write(chunk);
+  }) as typeof c.socket.write;
+  const answers: Promise<boolean>[] = [];
+  const send = (n: number, tag: string): void => {
+    for (let i = 0; i < n; i++) {
+      const body = Buffer.alloc(1000, i);
+      const s = c.request(req(`/${tag}/${i}`, ['content-length', '1000']), body);
+      answers.push(response(s).then(readAll).then((got) => got.equals(body), () => false));
+    }
+  };
+  const turnEnd = () => new Promise((r) => setImmediate(r));
+
+  // A few requests: nothing leaves until the turn ends.
+  send(5, 'few');
+  assert.is(written, 0);
+  await turnEnd();
+  assert.ok(written > 5000, `${written} bytes after the turn`);
+
+  // Fifty (about 52 KB of frames): all but the last 16 KiB or so leave during the turn.
+  written = 0;
+  send(50, 'many');
+  const during = written;
+  await turnEnd();
+  const all = written;
+  assert.equal(await Promise.all(answers), Array(55).fill(true));
+  assert.ok(all > 50_000, `${all} bytes in all`);
+  assert.ok(during >= all - (16 << 10) - 1100, `${during} of ${all} bytes written during the turn`);
+});
+
 test('response headers: repeated names, set-cookie as a list, latin1 bytes, interim 103 skipped', async () => {
   const { port } = await server((stream) => {
     stream.additionalHeaders({ ':status': 103, link: '</a.css>; rel=preload' });
