@@ -68,11 +68,11 @@ function machineBusySeconds() {
 }
 
 /**
- * Machine-wide TCP counters: segments retransmitted (/proc/net/snmp Tcp RetransSegs) and
- * connections dropped from a full listen queue (/proc/net/netstat TcpExt ListenDrops). On
- * loopback a retransmission means a dropped packet (a burst over net.core.netdev_max_backlog,
- * a full accept queue), and each one waits for a timer of 200 ms to seconds: they, not the
- * proxy, are behind p99s of several seconds.
+ * Machine-wide TCP counters from /proc/net/netstat: retransmission timeouts (TcpExt
+ * TCPTimeouts, every expiry, SYN retries and backed-off retries included) and connections
+ * dropped from a full listen queue (TcpExt ListenDrops). They count events, not requests (a
+ * listen drop is usually followed by a SYN timeout too), and each made something wait 200 ms
+ * or more: they, not the proxy, are behind p99s of several seconds.
  */
 function tcpCounters() {
   const read = (file, prefix, name) => {
@@ -125,7 +125,8 @@ export function watchOthers(groups) {
  * run should not inherit it.
  */
 export async function waitQuiet({ busyBelow = 0.15, windowMs = 250, maxMs = 5000 } = {}) {
-  const cores = os.availableParallelism();
+  // /proc/stat's first line adds up every core of the host, whatever this process may use.
+  const cores = fs.readFileSync('/proc/stat', 'utf8').split('\n').filter((l) => /^cpu\d/.test(l)).length || os.availableParallelism();
   const start = Date.now();
   for (;;) {
     const busy0 = machineBusySeconds();

@@ -141,7 +141,7 @@ export function buildReport({ command, started, m, opts, paths, cases, runs, sig
       '² answers that were not 2xx plus socket errors and timeouts (wrk\'s `--timeout` is half the run, so a request stuck that long is counted, not lost), summed over the rounds.  ',
       '³ CPU used during the run by processes that are not part of the benchmark (other jobs on this host, hypervisor steal), ' +
         'as a share of one core; the highest over the rounds. Much of it means a disturbed measurement.  ',
-      '⁴ TCP retransmission timeouts plus connections dropped from full listen queues, machine-wide, summed over the rounds: each made some request wait 200 ms or more ' +
+      '⁴ TCP retransmission timeouts plus connections dropped from full listen queues, machine-wide, summed over the rounds (events, not requests: a listen drop is usually followed by a SYN timeout): each made something wait 200 ms or more ' +
         '(a p99 of seconds next to a non-zero count is that, not the proxy). Retransmitted segments are not counted: on loopback they are tail-loss probes whose originals had arrived, and delay nothing.  ',
       '⁵ CPU of every process in the chain (wrk, varnishd, the path, the upstream, the driver) over the run, divided by the requests wrk completed.',
       '',

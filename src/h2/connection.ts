@@ -761,11 +761,13 @@ export class H2Connection extends EventEmitter {
     if (this.flushScheduled) return;
     if (this.batchAt === this.batchStart && this.parts.length === 0) return;
     this.flushScheduled = true;
-    setImmediate(() => this.flush());
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
   }
 
   private flush(): void {
-    this.flushScheduled = false;
     this.cut();
     const parts = this.parts;
     if (parts.length === 0 || this.destroyed) return;
