@@ -380,8 +380,8 @@ async function compare(opts, m, command, started) {
           }
           // No warm-up run here (it would leave 2,000 requests in flight): wait instead for
           // what the run before left behind to finish, so that no path starts on a busy machine.
-          const waited = await waitQuiet();
-          if (waited >= 5000) log(`  the machine was still busy after ${waited} ms; measuring anyway`);
+          const { waitedMs, quiet } = await waitQuiet();
+          if (!quiet) log(`  the machine was still busy after ${waitedMs} ms; measuring anyway`);
           const w = watch(proc.pid);
           const others = watchOthers(liveGroups);
           const t0 = performance.now();

@@ -120,7 +120,7 @@ export function watchOthers(groups) {
 
 /**
  * Waits until the machine is quiet: under `busyBelow` of its cores busy over a window of
- * `windowMs`, or `maxMs` at most. Returns the milliseconds waited. The work a run starts
+ * `windowMs`, or `maxMs` at most. Returns {waitedMs, quiet}. The work a run starts
  * (queues in Varnish and in the path it measured) outlives wrk by up to a second; the next
  * run should not inherit it.
  */
@@ -133,7 +133,9 @@ export async function waitQuiet({ busyBelow = 0.15, windowMs = 250, maxMs = 5000
     const t0 = Date.now();
     await new Promise((r) => setTimeout(r, windowMs));
     const share = (machineBusySeconds() - busy0) / (((Date.now() - t0) / 1000) * cores);
-    if (share < busyBelow || Date.now() - start >= maxMs) return Date.now() - start;
+    const waitedMs = Date.now() - start;
+    if (share < busyBelow) return { waitedMs, quiet: true };
+    if (waitedMs >= maxMs) return { waitedMs, quiet: false };
   }
 }
 

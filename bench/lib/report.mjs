@@ -83,7 +83,7 @@ function summarize(runs) {
     rss: median(runs.map((r) => r.rssMaxMB)),
     errors: runs.reduce((n, r) => n + r.errors, 0),
     other: Math.max(...runs.map((r) => r.otherPct)),
-    retrans: runs.reduce((n, r) => n + r.tcpTimeouts + r.listenDrops, 0),
+    stalls: runs.reduce((n, r) => n + r.tcpTimeouts + r.listenDrops, 0),
     n: runs.length,
   };
 }
@@ -130,7 +130,7 @@ export function buildReport({ command, started, m, opts, paths, cases, runs, sig
           `| ${p.label} | ${c.label} | ${int(s.rps)} | ${ms(s.p50)} | ${ms(s.p99)} | ` +
             `${isRelay ? '1 (floor)' : ratio(pairedRatio(caseRuns, p.id, 'relay', 'rps'))} | ` +
             `${isRelay ? '1' : ratio(pairedRatio(caseRuns, p.id, 'relay', 'p99Ms'))} | ` +
-            `${fix(s.cpu, 0)} | ${fix(s.rss, 0)} | ${int(s.chain)} | ${s.errors} | ${fix(s.other, 0)} | ${s.retrans} |`,
+            `${fix(s.cpu, 0)} | ${fix(s.rss, 0)} | ${int(s.chain)} | ${s.errors} | ${fix(s.other, 0)} | ${s.stalls} |`,
         );
       }
     }
@@ -176,7 +176,7 @@ export function buildReport({ command, started, m, opts, paths, cases, runs, sig
       const s = summarizeInflight(rs);
       const vsNaive = p.id === 'naive' ? '1' : ratio(pairedRatio(inflight, p.id, 'naive', 'sustained'));
       out.push(
-        `| ${p.label} | ${int(s.sustained)} | ${int(s.rps)} | ${ms(s.p50)} | ${ms(s.p99)} | ${vsNaive} | ${fix(s.cpu, 0)} | ${fix(s.rss, 0)} | ${s.errors} | ${fix(s.other, 0)} | ${s.retrans} |`,
+        `| ${p.label} | ${int(s.sustained)} | ${int(s.rps)} | ${ms(s.p50)} | ${ms(s.p99)} | ${vsNaive} | ${fix(s.cpu, 0)} | ${fix(s.rss, 0)} | ${s.errors} | ${fix(s.other, 0)} | ${s.stalls} |`,
       );
     }
     out.push('');
@@ -224,7 +224,7 @@ function summarizeInflight(rs) {
     rss: Math.max(...rs.map((r) => r.rssMaxMB)),
     errors: rs.reduce((n, r) => n + r.errors, 0),
     other: Math.max(...rs.map((r) => r.otherPct)),
-    retrans: rs.reduce((n, r) => n + r.tcpTimeouts + r.listenDrops, 0),
+    stalls: rs.reduce((n, r) => n + r.tcpTimeouts + r.listenDrops, 0),
   };
 }
 
