@@ -120,6 +120,8 @@ export class H2Stream extends Readable {
   /** @internal */ bodySent = 0;
   /** @internal */ bodySize = 0;
   /** @internal */ localEnded = false;
+  /** @internal In the connection's list of streams waiting for send window. */
+  blocked = false;
   // Receiving side.
   /** @internal */ recvWindow: number;
   /** @internal */ remoteEnded = false;
@@ -598,8 +600,10 @@ export class H2Connection extends EventEmitter {
     if (stream.over) return;
     stream.over = true;
     this.streams.delete(stream.id);
-    const i = this.blocked.indexOf(stream);
-    if (i !== -1) this.blocked.splice(i, 1);
+    if (stream.blocked) {
+      stream.blocked = false;
+      this.blocked.splice(this.blocked.indexOf(stream), 1);
+    }
     stream.owner?.streamClosed(stream);
     if (this.closing && this.streams.size === 0) this.end();
   }
@@ -654,7 +658,11 @@ export class H2Connection extends EventEmitter {
       }
       const n = Math.min(part.length - stream.bodyAt, stream.sendWindow, this.connSendWindow, this.peerMaxFrame);
       if (n <= 0) {
-        if (!this.blocked.includes(stream)) this.blocked.push(stream);
+        // A flag, not a search of the list: a connection can have a hundred streams waiting.
+        if (!stream.blocked) {
+          stream.blocked = true;
+          this.blocked.push(stream);
+        }
         return;
       }
       const last = stream.bodySent + n === stream.bodySize;
@@ -676,7 +684,10 @@ export class H2Connection extends EventEmitter {
     if (this.blocked.length === 0 || this.destroyed) return;
     const waiting = this.blocked;
     this.blocked = [];
-    for (const s of waiting) if (!s.over) this.sendBody(s);
+    for (const s of waiting) {
+      s.blocked = false;
+      if (!s.over) this.sendBody(s);
+    }
     this.scheduleFlush();
   }
 

@@ -230,6 +230,36 @@ test('flow control: a peer with a 1,000-byte window still receives 200 KB whole'
   assert.is((await readAll(s)).toString(), '200000');
 });
 
+test('flow control: streams waiting for window together; one cancelled while waiting, the rest arrive whole', async () => {
+  const got = new Map<string, number>();
+  const { port } = await server((stream, headers) => {
+    let n = 0;
+    stream.on('data', (d: Buffer) => (n += d.length));
+    stream.on('close', () => got.set(String(headers[':path']), n));
+    stream.on('end', () => {
+      // The cancelled stream can end here too, already reset.
+      if (stream.destroyed) return;
+      stream.respond({ ':status': 200 });
+      stream.end(String(n));
+    });
+  }, { initialWindowSize: 1000 });
+  const c = await connect(port);
+  const sizes = [30_000, 50_000, 70_000, 20_000, 90_000];
+  const streams = sizes.map((n, i) => c.request(req(`/${i}`), Buffer.alloc(n, i)));
+  const answers = streams.map((s) => response(s));
+  const cancelled = streams[1]!;
+  answers[1]!.catch(() => {});
+  cancelled.cancel(new Error('client went away'));
+  for (const i of [0, 2, 3, 4]) {
+    const s = await answers[i]!;
+    assert.is((await readAll(s)).toString(), String(sizes[i]), `stream ${i}`);
+  }
+  assert.is(c.active, 0);
+  for (let i = 0; i < 50 && !got.has('/1'); i++) await new Promise((r) => setTimeout(r, 10));
+  const partial = got.get('/1');
+  assert.ok(partial === undefined || partial < sizes[1]!, `the cancelled stream sent ${partial} bytes, its whole body`);
+});
+
 test('flow control: an unread answer stops at our stream window until it is read', async () => {
   let written = 0;
   let finished = false;
