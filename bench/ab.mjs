@@ -115,16 +115,6 @@ try {
   const scripts = Object.fromEntries(Object.keys(builds).map((id) => [id, writeScript(tmp, { backend: id, bodyBytes: body })]));
   const wrk = (id, durationS) =>
     runWrk({ url: varnish.url, script: scripts[id], connections, durationS, ...(inflight ? { timeoutS: 30 } : {}) });
-  // Answers the slow upstream gave between 2.5 s into the run and its end.
-  const sustained = async (t0) => {
-    const at = async (s) => {
-      await sleep(Math.max(0, t0 + s * 1000 - performance.now()));
-      return up.served();
-    };
-    const a = await at(2.5);
-    const b = await at(duration - 0.25);
-    return b.t > a.t ? ((b.n - a.n) * 1000) / (b.t - a.t) : NaN;
-  };
   await sleep(500);
   for (const id of Object.keys(builds)) await wrk(id, 3); // warm-up, not recorded
   const rows = { A: [], B: [] };
@@ -133,7 +123,7 @@ try {
       const w = watch(procs[id].pid);
       const t0 = performance.now();
       const run = wrk(id, duration);
-      const steady = inflight ? await sustained(t0) : undefined;
+      const steady = inflight ? await up.sustained(t0, duration) : undefined;
       const x = await run;
       const s = w.stop();
       const us = (s.cpuPct * 1e4) / x.rps;

@@ -386,18 +386,10 @@ async function compare(opts, m, command, started) {
           const others = watchOthers(liveGroups);
           const t0 = performance.now();
           const pending = wrk(`${p.backend}_slow`, INFLIGHT, opts.inflightDuration, 30);
-          // Answers the upstream gave in the steady part of the run: after the first second
-          // (in which nothing can finish), before wrk stops.
-          const sample = async (atS) => {
-            await sleep(Math.max(0, t0 + atS * 1000 - performance.now()));
-            return slowUpstream.served();
-          };
-          const a = await sample(2.5);
-          const b = await sample(opts.inflightDuration - 0.25);
+          const sustained = await slowUpstream.sustained(t0, opts.inflightDuration);
           const r = await pending;
           const s = { ...w.stop(), ...others.stop() };
           alive(proc);
-          const sustained = b.t > a.t ? ((b.n - a.n) * 1000) / (b.t - a.t) : NaN;
           const row = { round, case: INFLIGHT.id, path: p.id, ...r, ...s, sustained };
           inflight.push(row);
           log(`[${round}/${opts.rounds}] inflight    ${p.id.padEnd(11)} sustained ${Math.round(sustained)} req/s  (wrk) ${fmt(row)}`);

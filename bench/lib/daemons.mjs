@@ -99,8 +99,10 @@ export async function startNaiveProxy({ name = 'naive', dir, socket, endpoint, c
 }
 
 /**
- * The 1-second upstream. Resolves with its URL and `served()`: the latest {n, t} it printed
- * (answers so far, at wall-clock ms t).
+ * The 1-second upstream. Resolves with its URL and `sustained(t0, durationS)`: its answers
+ * per second (from the counts it prints) in the steady part of a run that started at
+ * performance.now() = t0 and lasts durationS, from 2.5 s in (nothing can finish in the first
+ * second) to 0.25 s before the end. It resolves then, while the run is still going.
  */
 export async function startSlowUpstream({ dir, certFile, keyFile, delayMs = 1000, body }) {
   let last = { n: 0, t: Date.now() };
@@ -113,5 +115,14 @@ export async function startSlowUpstream({ dir, certFile, keyFile, delayMs = 1000
   ], { env: nodeEnv(dir, certFile), onLine });
   const line = await proc.waitFor(/listening on \d+/, 15_000);
   const port = Number(/listening on (\d+)/.exec(line)[1]);
-  return { proc, port, url: `https://127.0.0.1:${port}`, served: () => last };
+  const sustained = async (t0, durationS) => {
+    const at = async (s) => {
+      await sleep(Math.max(0, t0 + s * 1000 - performance.now()));
+      return last;
+    };
+    const a = await at(2.5);
+    const b = await at(durationS - 0.25);
+    return b.t > a.t ? ((b.n - a.n) * 1000) / (b.t - a.t) : NaN;
+  };
+  return { proc, port, url: `https://127.0.0.1:${port}`, sustained };
 }
