@@ -127,9 +127,9 @@ try {
       const x = await run;
       const s = w.stop();
       const us = (s.cpuPct * 1e4) / x.rps;
-      rows[id].push({ us, rps: x.rps, errors: x.errors, rss: s.rssMaxMB, steady });
+      rows[id].push({ us, rps: x.rps, p50: x.p50Ms, p99: x.p99Ms, errors: x.errors, rss: s.rssMaxMB, steady });
       const rate = inflight ? `sustained ${Math.round(steady)} req/s  (wrk ${Math.round(x.rps)})` : `${Math.round(x.rps)} req/s`;
-      console.error(`[${r}/${rounds}] ${id}  ${rate}  ${us.toFixed(1)} µs/req  rss ${s.rssMaxMB.toFixed(0)} MB  errors ${x.errors}`);
+      console.error(`[${r}/${rounds}] ${id}  ${rate}  p50 ${x.p50Ms.toFixed(0)} p99 ${x.p99Ms.toFixed(0)} ms  ${us.toFixed(1)} µs/req  rss ${s.rssMaxMB.toFixed(0)} MB  errors ${x.errors}`);
       // Let the last answers of an in-flight run drain before the other build's run.
       if (inflight) await sleep(2000);
     }
@@ -141,7 +141,7 @@ try {
     const errors = xs.reduce((n, x) => n + x.errors, 0);
     const rate = inflight
       ? `sustained ${Math.round(median(xs.map((x) => x.steady)))} req/s (rounds ${xs.map((x) => Math.round(x.steady)).join(', ')}), RSS max ${Math.max(...xs.map((x) => x.rss)).toFixed(0)} MB`
-      : `${Math.round(median(xs.map((x) => x.rps)))} req/s`;
+      : `${Math.round(median(xs.map((x) => x.rps)))} req/s, p50 ${median(xs.map((x) => x.p50)).toFixed(0)} ms, p99 ${median(xs.map((x) => x.p99)).toFixed(0)} ms`;
     console.log(`${id}: ${median(xs.map((x) => x.us)).toFixed(1)} µs of CPU per request, ${rate}, errors ${errors}`);
   }
 } finally {
