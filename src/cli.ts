@@ -127,7 +127,8 @@ async function main(): Promise<void> {
   }
 
   let sessions = (): number => 0;
-  const metrics = createMetrics({ sessions: () => sessions() });
+  let waiting = (): number => 0;
+  const metrics = createMetrics({ sessions: () => sessions(), waiting: () => waiting() });
   let resolvedOnce = false;
   const credentials = createCredentials(defaultChain({ profile: config.profile }), {
     onRefresh(ok, err) {
@@ -148,6 +149,7 @@ async function main(): Promise<void> {
   });
   sessions = () => upstream.sessions;
   const server = createServer({ config, signer, upstream, credentials, log, metrics });
+  waiting = () => server.waiting;
   let metricsListener: MetricsListener | undefined;
   // In a cluster the primary serves the aggregate of every worker's registry.
   if (worker) {

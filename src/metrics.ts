@@ -18,7 +18,7 @@ export interface Metrics {
 // A client choosing function names must not grow the label set without bound.
 const MAX_FUNCTION_LABELS = 500;
 
-export function createMetrics(opts: { sessions?: () => number; defaultMetrics?: boolean } = {}): Metrics {
+export function createMetrics(opts: { sessions?: () => number; waiting?: () => number; defaultMetrics?: boolean } = {}): Metrics {
   const registry = new client.Registry();
   if (opts.defaultMetrics !== false) client.collectDefaultMetrics({ register: registry });
   const requests = new client.Counter({
@@ -41,6 +41,14 @@ export function createMetrics(opts: { sessions?: () => number; defaultMetrics?: 
     registers: [registry],
     collect() {
       this.set(opts.sessions?.() ?? 0);
+    },
+  });
+  new client.Gauge({
+    name: 'lambda_sign_waiting_connections',
+    help: 'Varnish connections whose next request waits unread while request bodies queue for Lambda\'s flow-control window',
+    registers: [registry],
+    collect() {
+      this.set(opts.waiting?.() ?? 0);
     },
   });
   const retries = new client.Counter({

@@ -45,6 +45,8 @@ export interface LambdaSignServer {
   /** Serves the connections another listener on the same socket accepts (listen.ts addAcceptors). */
   acceptFrom(listener: Http1Server['listener']): void;
   readonly inflight: number;
+  /** Connections whose next request waits unread (see QUEUE_AT_BACKLOG). */
+  readonly waiting: number;
   /** Stops accepting, lets in-flight requests finish until the deadline, then cuts the rest. */
   drain(deadlineMs: number): Promise<void>;
 }
@@ -60,6 +62,10 @@ const PROBE_TIMEOUT_MS = 3000;
 // Lambda caps synchronous answers at 6 MB; a decoded answer is held in memory, so bound it.
 const MAX_DECODED_ANSWER = 8 << 20;
 const GATEWAY_MODES = new Set(['http', 'raw']);
+// Past this many request-body bytes waiting for Lambda's flow-control window, new requests
+// wait unread in their connections (oldest connection first) instead of joining the pile:
+// the upstream is the narrow point, and what is read now would only wait in memory.
+const QUEUE_AT_BACKLOG = 8 << 20;
 
 export function createServer(deps: ServerDeps): LambdaSignServer {
   const { config, signer, upstream, credentials, log, metrics } = deps;
@@ -226,6 +232,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     call.cancel(new UpstreamTimeoutError(`no complete answer from Lambda within ${call.timeoutMs / 1000} s`));
   }
 
+  const backlog = upstream.backlog;
   const server = new Http1Server(
     {
       // Headers up to 64 KiB: X-Lambda-Payload carries a whole JSON payload built in VCL.
@@ -240,6 +247,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
         return { headers: e.headers, body: String(e.body) };
       },
       onParseError: (err) => log.debug({ err }, 'malformed request'),
+      ...(backlog === undefined ? {} : { mayStart: () => backlog.bytes < QUEUE_AT_BACKLOG }),
     },
     (req, res) => {
       inflight++;
@@ -250,6 +258,10 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
       work.catch((err) => fail(call, err));
     },
   );
+  if (backlog !== undefined) {
+    backlog.low = QUEUE_AT_BACKLOG;
+    backlog.onLow = () => server.reopen();
+  }
 
   /**
    * The raw Invoke API: Lambda's own path, body and answer. Returns once the invocation is
@@ -475,10 +487,13 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
     get inflight() {
       return inflight;
     },
-    drain(deadlineMs) {
+    get waiting() {
+      return server.waiting;
+    },
+    async drain(deadlineMs) {
       draining = true;
-      server.close();
-      if (inflight === 0) return Promise.resolve();
+      await server.close();
+      if (inflight === 0) return;
       return new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           log.warn({ inflight }, 'drain deadline reached; closing remaining connections');

@@ -9,7 +9,7 @@
 import net from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import http2wrapper from 'http2-wrapper';
-import { H2Connection } from './h2/connection.js';
+import { H2Connection, type SendBacklog } from './h2/connection.js';
 
 /** Thrown by reserve() or `ready` when the origin negotiated HTTP/1.1: the caller switches transport. */
 export class NoHttp2Error extends Error {
@@ -39,6 +39,8 @@ export interface SessionPoolOptions {
   idleTimeoutMs: number;
   /** Upper bound on streams per session, whatever the peer allows. */
   maxStreamsPerSession?: number;
+  /** Shared by the sessions: request-body bytes they have yet to send. */
+  backlog?: SendBacklog;
 }
 
 // Responses (rendered pages, images) should not stall on 64 KiB windows.
@@ -174,7 +176,7 @@ export class SessionPool {
     // The protocol was known already (resolveProtocol caches it): connect ourselves.
     socket ??= await this.tlsConnect();
     socket.setTimeout(0);
-    return new H2Connection(socket, { streamWindow: STREAM_WINDOW, connectionWindow: CONNECTION_WINDOW });
+    return new H2Connection(socket, { streamWindow: STREAM_WINDOW, connectionWindow: CONNECTION_WINDOW, backlog: this.opts.backlog });
   }
 
   private tlsConnect(): Promise<TLSSocket> {

@@ -7,7 +7,7 @@ import net from 'node:net';
 import type { Readable } from 'node:stream';
 import { bodyLength, type Body } from './body.js';
 import { UpstreamUnavailableError } from './errors.js';
-import { H2Stream, REFUSED_STREAM, type H2StreamError, type StreamOwner } from './h2/connection.js';
+import { H2Stream, REFUSED_STREAM, SendBacklog, type H2StreamError, type StreamOwner } from './h2/connection.js';
 import { NoHttp2Error, SessionPool, type PooledSession } from './session-pool.js';
 
 
@@ -90,6 +90,8 @@ export interface Upstream {
   readonly sessions: number;
   /** HTTP/2 streams open on them. */
   readonly streams: number;
+  /** Request-body bytes waiting for the HTTP/2 peer's flow-control window (none on HTTP/1.1). */
+  readonly backlog?: SendBacklog;
   /** Sends GOAWAY and lets open streams finish, for at most graceMs. */
   close(graceMs?: number): Promise<void>;
 }
@@ -169,8 +171,9 @@ class Sender {
 export function createUpstream(opts: UpstreamOptions): Upstream {
   const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
   const secure = opts.endpoint.protocol === 'https:';
+  const backlog = new SendBacklog();
   const pool = secure
-    ? new SessionPool({ origin: opts.endpoint, ca: opts.ca, connectTimeoutMs, idleTimeoutMs: opts.idleTimeoutMs ?? 60_000 })
+    ? new SessionPool({ origin: opts.endpoint, ca: opts.ca, connectTimeoutMs, idleTimeoutMs: opts.idleTimeoutMs ?? 60_000, backlog })
     : undefined;
   const sender = new Sender(pool, new Http1Client(opts.endpoint, opts.ca, connectTimeoutMs), opts.maxRetries ?? 2, opts.onRetry);
 
@@ -184,6 +187,7 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
     get streams() {
       return pool?.streams ?? 0;
     },
+    backlog,
     async close(graceMs = 5000) {
       await pool?.close(graceMs);
       sender.h1.close();

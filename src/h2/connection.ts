@@ -72,6 +72,26 @@ export interface H2Options {
   streamWindow?: number;
   /** Our connection receive window. */
   connectionWindow?: number;
+  /** Where this connection counts the request-body bytes it has yet to send. */
+  backlog?: SendBacklog;
+}
+
+/**
+ * Request-body bytes handed to streams and not yet framed, because the peer's flow-control
+ * window is closed, over every connection that shares it. The HTTP/1.1 side reads it to
+ * stop taking new requests while the upstream is the narrow point.
+ */
+export class SendBacklog {
+  bytes = 0;
+  /** Below this many bytes, a decrease calls onLow. */
+  low = 0;
+  onLow: (() => void) | undefined;
+
+  /** @internal */
+  sent(n: number): void {
+    this.bytes -= n;
+    if (this.bytes < this.low) this.onLow?.();
+  }
 }
 
 /** Why a stream ended without an answer, or why its body was cut. */
@@ -236,11 +256,13 @@ export class H2Connection extends EventEmitter {
   /** Bytes in `parts`, not yet handed to the socket. */
   private partsBytes = 0;
   private flushScheduled = false;
+  private readonly backlog: SendBacklog;
 
   constructor(readonly socket: Socket, opts: H2Options = {}) {
     super();
     this.streamWindow = opts.streamWindow ?? 1 << 20;
     this.connectionWindow = opts.connectionWindow ?? 8 << 20;
+    this.backlog = opts.backlog ?? new SendBacklog();
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.destroy(err));
@@ -290,6 +312,7 @@ export class H2Connection extends EventEmitter {
     } else {
       stream.body = parts;
       stream.bodySize = size;
+      this.backlog.bytes += size;
       this.sendBody(stream);
     }
     this.scheduleFlush();
@@ -599,6 +622,13 @@ export class H2Connection extends EventEmitter {
   private closeStream(stream: H2Stream): void {
     if (stream.over) return;
     stream.over = true;
+    // Reset or failed while uploading: what was not sent never will be.
+    if (stream.bodySent < stream.bodySize) {
+      const unsent = stream.bodySize - stream.bodySent;
+      stream.bodySent = stream.bodySize;
+      stream.body = undefined;
+      this.backlog.sent(unsent);
+    }
     this.streams.delete(stream.id);
     if (stream.blocked) {
       stream.blocked = false;
@@ -648,6 +678,7 @@ export class H2Connection extends EventEmitter {
 
   private sendBody(stream: H2Stream): void {
     const parts = stream.body!;
+    const before = stream.bodySent;
     while (stream.bodySent < stream.bodySize) {
       const part = parts[stream.bodyPart]!;
       if (stream.bodyAt === part.length) {
@@ -663,6 +694,7 @@ export class H2Connection extends EventEmitter {
           stream.blocked = true;
           this.blocked.push(stream);
         }
+        if (stream.bodySent > before) this.backlog.sent(stream.bodySent - before);
         return;
       }
       const last = stream.bodySent + n === stream.bodySize;
@@ -677,6 +709,7 @@ export class H2Connection extends EventEmitter {
     }
     stream.localEnded = true;
     stream.body = undefined;
+    if (stream.bodySent > before) this.backlog.sent(stream.bodySent - before);
     if (stream.remoteEnded) this.closeStream(stream);
   }
 

@@ -31,6 +31,12 @@ export interface Http1Options {
   errorPage(status: number, message: string): { headers: Record<string, string | number>; body: string };
   /** A malformed request, for the debug log. */
   onParseError?(err: HttpParseError): void;
+  /**
+   * False while no new request should be read. Idle connections then stop reading and
+   * wait, oldest first, until reopen() finds this true again; what the client sends meanwhile
+   * waits in the socket. Without it every request is read as it comes.
+   */
+  mayStart?(): boolean;
 }
 
 export type Handler = (req: Request, res: Response) => void;
@@ -41,6 +47,9 @@ const MAX_QUEUED = 1 << 20;
 // An answer this small leaves in one buffer with its head: one write, no writev.
 const COALESCE_MAX = 16 << 10;
 const TICK_MS = 1000;
+// Waiting connections resumed per event-loop turn while the gate is open: each is read (or
+// found idle) in the next turn's poll before more are let in, so the gate is not overrun.
+export const RESUME_PER_TURN = 4;
 
 let dateSecond = -1;
 let dateText = '';
@@ -347,6 +356,8 @@ class Connection {
   /** The body framing was broken: nothing after it on this connection can be parsed. */
   private broken = false;
   private paused = false;
+  /** In the server's queue of idle connections waiting for the gate to open. */
+  waiting = false;
   /** Feeding the body of a request to its Request, bound once per connection. */
   private readonly bodyData = (chunk: Buffer): void => this.req!._data(chunk);
   /** The write that ends an answer: flushed, or failed because the connection died. */
@@ -367,8 +378,9 @@ class Connection {
     return this.server.closing;
   }
 
+  /** Between requests, and not holding one back: closing it loses nothing. */
   get idle(): boolean {
-    return this.phase === Phase.Idle;
+    return this.phase === Phase.Idle && !this.waiting;
   }
 
   /** Called about once a second: enforces the three timeouts. */
@@ -376,7 +388,8 @@ class Connection {
     const o = this.server.options;
     const age = now - this.since;
     if (this.phase === Phase.Idle) {
-      if (age > o.keepAliveTimeoutMs) this.socket.destroy();
+      // A waiting connection may hold a request the client has sent: it is not idle.
+      if (age > o.keepAliveTimeoutMs && !this.waiting) this.socket.destroy();
     } else if (this.phase === Phase.Head) {
       if (age > o.headersTimeoutMs) this.refuse(new HttpParseError(408, 'request not received in time'));
     } else if (this.phase === Phase.Active && !this.req!.complete && age > o.requestTimeoutMs) {
@@ -546,11 +559,12 @@ class Connection {
       return;
     }
     this.since = Date.now();
-    // Before the next request starts: it may pause the socket again (a body it refuses).
-    this.resumeReading();
     if (this.buf === undefined) {
       this.phase = Phase.Idle;
+      if (!this.server.wait(this)) this.resumeReading();
     } else {
+      // Before the next request starts: it may pause the socket again (a body it refuses).
+      this.resumeReading();
       this.phase = Phase.Head;
       this.parse();
     }
@@ -598,9 +612,40 @@ export class Http1Server {
   /** More listeners on the same socket (listen.ts addAcceptors), closed with the main one. */
   private readonly extra: net.Server[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** Idle connections waiting for the gate to open, oldest first, from `queueHead` on. */
+  private queue: Connection[] = [];
+  private queueHead = 0;
+  private resumeScheduled = false;
   private readonly onConnection = (socket: net.Socket): void => {
     if (this.closing) return void socket.destroy();
-    this.conns.add(new Connection(socket, this));
+    const conn = new Connection(socket, this);
+    this.conns.add(conn);
+    this.wait(conn);
+  };
+  private readonly resumeSome = (): void => {
+    this.resumeScheduled = false;
+    const mayStart = this.options.mayStart;
+    const q = this.queue;
+    let n = RESUME_PER_TURN;
+    while (this.queueHead < q.length && n > 0 && (mayStart === undefined || mayStart())) {
+      const conn = q[this.queueHead++]!;
+      // Closed while it waited.
+      if (!conn.waiting) continue;
+      conn.waiting = false;
+      conn.since = Date.now(); // idle from now, for the keep-alive timeout
+      conn.resumeReading();
+      n--;
+    }
+    if (this.queueHead === q.length) {
+      this.queue = [];
+      this.queueHead = 0;
+    } else {
+      if (this.queueHead >= 1024 && this.queueHead * 2 >= q.length) {
+        this.queue = q.slice(this.queueHead);
+        this.queueHead = 0;
+      }
+      if (n === 0) this.reopen();
+    }
   };
 
   constructor(
@@ -639,12 +684,44 @@ export class Http1Server {
     });
   }
 
-  /** Stops accepting and closes idle connections; busy ones close after their answer. */
-  close(): void {
+  /**
+   * Stops accepting and closes idle connections; busy ones close after their answer.
+   * Connections waiting for the gate may hold a request: they are read again, so that their
+   * requests are served (each answer then closes its connection), and the promise resolves
+   * once that has been read and the ones that held nothing are closed.
+   */
+  close(): Promise<void> {
     this.closing = true;
     if (this.listener.listening) this.listener.close();
     for (const l of this.extra) if (l.listening) l.close();
     this.closeIdleConnections();
+    let resumed = 0;
+    for (let i = this.queueHead; i < this.queue.length; i++) {
+      const conn = this.queue[i]!;
+      if (!conn.waiting) continue;
+      conn.waiting = false;
+      conn.resumeReading();
+      resumed++;
+    }
+    this.queue = [];
+    this.queueHead = 0;
+    if (resumed === 0) return Promise.resolve();
+    // Reading starts on the next poll; what a waiting socket held is parsed by the turn after.
+    return new Promise((resolve) =>
+      setImmediate(() =>
+        setImmediate(() => {
+          this.closeIdleConnections();
+          resolve();
+        }),
+      ),
+    );
+  }
+
+  /** Connections that wait for the gate to open before their next request is read. */
+  get waiting(): number {
+    let n = 0;
+    for (let i = this.queueHead; i < this.queue.length; i++) if (this.queue[i]!.waiting) n++;
+    return n;
   }
 
   closeIdleConnections(): void {
@@ -658,6 +735,29 @@ export class Http1Server {
   /** @internal */
   forget(conn: Connection): void {
     this.conns.delete(conn);
+    conn.waiting = false;
+  }
+
+  /**
+   * @internal An idle connection (new, or its answer sent): if the gate is shut, or others
+   * wait already, it stops reading and queues. Returns whether it did.
+   */
+  wait(conn: Connection): boolean {
+    const mayStart = this.options.mayStart;
+    if (mayStart === undefined || this.closing) return false;
+    if (this.queueHead === this.queue.length && mayStart()) return false;
+    conn.waiting = true;
+    conn.pauseReading();
+    this.queue.push(conn);
+    this.reopen();
+    return true;
+  }
+
+  /** The gate may be open: resumes waiting connections, a few per event-loop turn. */
+  reopen(): void {
+    if (this.resumeScheduled || this.queueHead === this.queue.length) return;
+    this.resumeScheduled = true;
+    setImmediate(this.resumeSome);
   }
 
   private tick(): void {

@@ -7,7 +7,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CANCEL, H2Connection, H2StreamError, REFUSED_STREAM, type H2Stream } from '../../src/h2/connection.ts';
+import { CANCEL, H2Connection, H2StreamError, REFUSED_STREAM, SendBacklog, type H2Stream } from '../../src/h2/connection.ts';
 import { makeTestCA, type TestCA } from '../helpers/tls.ts';
 
 let ca: TestCA;
@@ -243,18 +243,34 @@ test('flow control: streams waiting for window together; one cancelled while wai
       stream.end(String(n));
     });
   }, { initialWindowSize: 1000 });
-  const c = await connect(port);
+  // The backlog counts what waits for window: the HTTP/1.1 side stops reading by it.
+  const backlog = new SendBacklog();
+  backlog.low = 100_000;
+  const lows: number[] = [];
+  backlog.onLow = () => lows.push(backlog.bytes);
+  const c = await connect(port, { backlog });
   const sizes = [30_000, 50_000, 70_000, 20_000, 90_000];
   const streams = sizes.map((n, i) => c.request(req(`/${i}`), Buffer.alloc(n, i)));
+  // What the windows did not let go at once (the peer's SETTINGS may not have come yet).
+  const unsent = (ss: H2Stream[]) => ss.reduce((n, st, i) => n + sizes[i]! - st.bodySent, 0);
+  assert.ok(backlog.bytes >= 260_000 - 65_535, `${backlog.bytes} bytes wait`);
+  assert.is(backlog.bytes, unsent(streams));
   const answers = streams.map((s) => response(s));
   const cancelled = streams[1]!;
   answers[1]!.catch(() => {});
+  const before = backlog.bytes;
+  const itsUnsent = sizes[1]! - cancelled.bodySent;
+  assert.ok(itsUnsent > 0, 'the cancelled stream had more to send');
   cancelled.cancel(new Error('client went away'));
+  // What the cancelled stream had not sent leaves the backlog with it.
+  assert.is(backlog.bytes, before - itsUnsent);
   for (const i of [0, 2, 3, 4]) {
     const s = await answers[i]!;
     assert.is((await readAll(s)).toString(), String(sizes[i]), `stream ${i}`);
   }
   assert.is(c.active, 0);
+  assert.is(backlog.bytes, 0);
+  assert.ok(lows.length > 0 && lows.every((b) => b < 100_000), `onLow called at ${lows.join(', ')}`);
   for (let i = 0; i < 50 && !got.has('/1'); i++) await new Promise((r) => setTimeout(r, 10));
   const partial = got.get('/1');
   assert.ok(partial === undefined || partial < sizes[1]!, `the cancelled stream sent ${partial} bytes, its whole body`);

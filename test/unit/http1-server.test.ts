@@ -8,7 +8,7 @@ import vm from 'node:vm';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Http1Server, type Request, type Response, type Http1Options } from '../../src/http1/server.ts';
+import { Http1Server, RESUME_PER_TURN, type Request, type Response, type Http1Options } from '../../src/http1/server.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'lambda-sign-http1-'));
 let n = 0;
@@ -455,6 +455,148 @@ test('acceptFrom: another listener serves like the main one; one that starts aft
     if (extra.listening) extra.close();
     await s.close();
   }
+});
+
+// ---------------------------------------------------------------------------------------
+// The gate (mayStart): while it is shut, idle connections stop reading and wait in a queue.
+
+/**
+ * A gate that lets `limit` requests be served at once: each request answers when the test
+ * says so, and the gate reopens after each answer. `order` is the order requests began in.
+ */
+function gated(limit: number) {
+  const g = {
+    active: 0,
+    order: [] as string[],
+    pending: [] as Array<() => void>,
+    server: undefined as Http1Server | undefined,
+    mayStart: () => g.active < limit,
+    handler: ((req, res) => {
+      g.active++;
+      g.order.push(req.url);
+      req.read({
+        data: () => {},
+        end: () =>
+          g.pending.push(() => {
+            g.active--;
+            res.writeHead(200, { 'content-length': req.url.length });
+            res.end(req.url);
+            g.server!.reopen();
+          }),
+        abort: () => {},
+      });
+    }) as Handler,
+    /** Answers every request begun so far. */
+    answerAll: () => {
+      for (const answer of g.pending.splice(0)) answer();
+    },
+  };
+  return g;
+}
+
+const post = (url: string): string => `POST ${url} HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc`;
+
+/** Starts a request that holds the gate's one place until answerAll(); returns its client. */
+async function occupy(g: ReturnType<typeof gated>, s: Served) {
+  g.server = s.server;
+  const first = client(s.path);
+  first.sock.write(post('/first'));
+  await until(() => g.active === 1, 'the first request began');
+  return first;
+}
+
+test('gate: connections wait while it is shut and are read oldest first; requests sent meanwhile are served whole', async () => {
+  const g = gated(1);
+  await withServer(g.handler, { mayStart: g.mayStart }, async (s) => {
+    const first = await occupy(g, s);
+    // Two batches' worth of connections, connected one after another while the gate is shut.
+    const waiting = [];
+    for (let i = 0; i < 2 * RESUME_PER_TURN; i++) {
+      waiting.push(client(s.path));
+      await until(() => s.server.connections === i + 2, `connection ${i} accepted`);
+    }
+    assert.is(s.server.waiting, 2 * RESUME_PER_TURN);
+    // Sent newest first: they are read in the order the connections began to wait.
+    for (let i = waiting.length - 1; i >= 0; i--) waiting[i]!.sock.write(post(`/w${i}`));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(g.order, ['/first'], 'nothing was read while the gate was shut');
+    g.answerAll();
+    await first.wait(/\/first$/);
+    // The first batch is resumed together; the gate shuts on it, and the next batch waits.
+    await until(() => g.order.length === 1 + RESUME_PER_TURN, 'the first batch began');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.is(g.order.length, 1 + RESUME_PER_TURN, 'the second batch waited for the gate');
+    const batch = (from: number) => Array.from({ length: RESUME_PER_TURN }, (_, i) => `/w${from + i}`);
+    assert.equal([...g.order.slice(1)].sort(), batch(0));
+    while (g.order.length < 1 + waiting.length) {
+      g.answerAll();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    g.answerAll();
+    assert.equal([...g.order.slice(1 + RESUME_PER_TURN)].sort(), batch(RESUME_PER_TURN));
+    for (let i = 0; i < waiting.length; i++) await waiting[i]!.wait(new RegExp(`/w${i}$`));
+    assert.is(s.server.waiting, 0);
+    for (const c of [first, ...waiting]) c.sock.destroy();
+  });
+});
+
+test('gate: a waiting connection with nothing to send does not hold up the ones behind it', async () => {
+  const g = gated(1);
+  await withServer(g.handler, { mayStart: g.mayStart }, async (s) => {
+    const first = await occupy(g, s);
+    // More silent connections than one turn resumes, then one with a request.
+    const silent = [];
+    for (let i = 0; i < RESUME_PER_TURN + 1; i++) {
+      silent.push(client(s.path));
+      await until(() => s.server.connections === i + 2, `connection ${i} accepted`);
+    }
+    const last = client(s.path);
+    await until(() => s.server.connections === silent.length + 2, 'the last connection accepted');
+    last.sock.write(post('/last'));
+    g.answerAll();
+    await until(() => g.active === 1 && g.order.includes('/last'), 'the last request began');
+    g.answerAll();
+    await last.wait(/\/last$/);
+    for (const c of [first, last, ...silent]) c.sock.destroy();
+  });
+});
+
+test('gate: a waiting connection is not closed as idle, however long it waits', async () => {
+  const g = gated(1);
+  await withServer(g.handler, { mayStart: g.mayStart, keepAliveTimeoutMs: 100 }, async (s) => {
+    const first = await occupy(g, s);
+    const held = client(s.path);
+    await until(() => s.server.connections === 2, 'accepted');
+    held.sock.write(post('/held'));
+    // Four keep-alive timeouts; the first connection is busy, the second waits.
+    await new Promise((r) => setTimeout(r, 400));
+    assert.is(held.closed, false);
+    g.answerAll();
+    await until(() => g.order.includes('/held'), 'the held request began');
+    g.answerAll();
+    await held.wait(/\/held$/);
+    for (const c of [first, held]) c.sock.destroy();
+  });
+});
+
+test('gate: close() serves what waiting connections hold and closes the ones that hold nothing', async () => {
+  const g = gated(1);
+  await withServer(g.handler, { mayStart: g.mayStart }, async (s) => {
+    const first = await occupy(g, s);
+    const held = client(s.path);
+    await until(() => s.server.connections === 2, 'accepted');
+    const silent = client(s.path);
+    await until(() => s.server.connections === 3, 'accepted');
+    held.sock.write(post('/held'));
+    await new Promise((r) => setTimeout(r, 50));
+    await s.server.close();
+    assert.ok(g.order.includes('/held'), 'the waiting request was read');
+    await until(() => silent.closed, 'the silent connection closed');
+    g.answerAll();
+    await held.wait(/\/held$/);
+    assert.match(held.text, /connection: close/i);
+    await until(() => held.closed && first.closed, 'both closed after their answers');
+  });
 });
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));
