@@ -48,7 +48,8 @@ const MAX_QUEUED = 1 << 20;
 const COALESCE_MAX = 16 << 10;
 const TICK_MS = 1000;
 // Waiting connections resumed per event-loop turn while the gate is open: each is read (or
-// found idle) in the next turn's poll before more are let in, so the gate is not overrun.
+// found idle) in the next turn's poll before more are let in. A request counts against the
+// gate only once its body is read and sent, so the gate is overrun by a few requests.
 export const RESUME_PER_TURN = 4;
 
 let dateSecond = -1;
@@ -745,6 +746,8 @@ export class Http1Server {
   wait(conn: Connection): boolean {
     const mayStart = this.options.mayStart;
     if (mayStart === undefined || this.closing) return false;
+    // Entries of connections that closed while they waited hold nobody up.
+    while (this.queueHead < this.queue.length && !this.queue[this.queueHead]!.waiting) this.queueHead++;
     if (this.queueHead === this.queue.length && mayStart()) return false;
     conn.waiting = true;
     conn.pauseReading();
