@@ -199,13 +199,11 @@ async function main(): Promise<void> {
     log.flush();
     process.exit(1);
   }
-  // A cluster worker keeps one listener: on our own socket the primary hands it connections
-  // (no descriptor of its own), and on systemd's the workers already listen side by side.
-  if (!worker) {
-    await addAcceptors(server.listener, DEFAULT_ACCEPTORS - 1, (extra) => server.acceptFrom(extra)).catch((err: unknown) =>
-      log.warn({ err }, 'could not duplicate the listening socket; accepting one connection per event-loop turn'),
-    );
-  }
+  // Each process that listens (the only one, or each cluster worker) polls several
+  // duplicates of the listening descriptor, to accept more than one connection a turn.
+  await addAcceptors(server.listener, DEFAULT_ACCEPTORS - 1, (extra) => server.acceptFrom(extra)).catch((err: unknown) =>
+    log.warn({ err }, 'could not duplicate the listening socket; accepting one connection per event-loop turn'),
+  );
   log.info(
     {
       version: pkg.version,

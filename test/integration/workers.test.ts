@@ -63,6 +63,23 @@ test('metrics are the sum over workers', async () => {
   assert.is(Number(m![1]), 200);
 });
 
+test('each worker accepts for itself: new connections are served while the primary is stopped', async () => {
+  // Under node:cluster's round-robin the primary would accept every connection and pass it
+  // on; stopped, it would leave these connections unserved.
+  const primary = d.child.pid!;
+  process.kill(primary, 'SIGSTOP');
+  try {
+    const replies = Promise.all(Array.from({ length: 10 }, (_, i) => send(d.socketPath, { path: invokePath('f'), body: `{"stopped":${i}}` })));
+    const timeout = sleep(5000).then(() => 'timed out');
+    const outcome = await Promise.race([replies, timeout]);
+    assert.ok(Array.isArray(outcome), 'the workers did not serve while the primary was stopped');
+    assert.ok((outcome as { status: number }[]).every((r) => r.status === 200));
+  } finally {
+    process.kill(primary, 'SIGCONT');
+  }
+  assert.not.ok(d.lines.some((l) => l.includes('could not duplicate')), 'every worker polls duplicates of the socket');
+});
+
 test('a crashed worker is replaced and the socket keeps serving', async () => {
   const workerPids = [...pidsOf(/"version"/)];
   process.kill(workerPids[0]!, 'SIGKILL');
