@@ -120,8 +120,11 @@ const log = (line) => process.stderr.write(`${line}\n`);
 // ---------------------------------------------------------------------------------------
 // What is measured
 
+// lambda-sign twice: as it starts by default (--workers auto: one process on 2 cores) and
+// with --workers 2, one process per core.
 const PATHS = [
-  { id: 'lambda-sign', label: 'lambda-sign', backend: 'lambda_sign' },
+  { id: 'lambda-sign', label: 'lambda-sign', backend: 'lambda_sign', daemon: true },
+  { id: 'lambda-sign-w2', label: 'lambda-sign --workers 2', backend: 'lambda_sign_w2', daemon: true, args: ['--workers', '2'] },
   { id: 'relay', label: 'relay (nginx)', backend: 'relay' },
   { id: 'naive', label: 'naive SDK proxy', backend: 'naive' },
 ];
@@ -278,7 +281,7 @@ async function compare(opts, m, command, started) {
   const perInflight = opts.inflightDuration + 3; // + the drain pause, the naive restart
   const plan = 30 + (wantSign ? 10 : 0) + (cases.length > 0 ? 9 : 0) +
     opts.rounds * (cases.length * PATHS.length * perRun + (wantInflight ? PATHS.length * perInflight : 0));
-  log(`bench: about ${Math.ceil(plan / 60)} min (${opts.rounds} round(s), ${cases.length} case(s) × 3 paths${wantInflight ? ', the 2,000-in-flight run' : ''}${wantSign ? ', signing alone' : ''})`);
+  log(`bench: about ${Math.ceil(plan / 60)} min (${opts.rounds} round(s), ${cases.length} case(s) × ${PATHS.length} paths${wantInflight ? ', the 2,000-in-flight run' : ''}${wantSign ? ', signing alone' : ''})`);
   watchdog(plan * 2 + 300);
 
   // Signing alone first, while nothing else runs on the machine.
@@ -299,13 +302,19 @@ async function compare(opts, m, command, started) {
     const backends = {};
     const procs = {};
     if (cases.length > 0) {
-      log('bench: starting the nginx upstream, lambda-sign, the nginx relay and the naive SDK proxy…');
+      log('bench: starting the nginx upstream, lambda-sign (twice), the nginx relay and the naive SDK proxy…');
       const up = await startUpstream({ dir: path.join(tmp, 'upstream'), ...ca });
-      const ls = await startLambdaSign({ dir: path.join(tmp, 'ls'), socket: path.join(tmp, 'ls.sock'), endpoint: up.url, caFile: ca.caFile, cpuProfDir: profDir('lambda-sign') });
+      for (const p of PATHS.filter((x) => x.daemon)) {
+        const ls = await startLambdaSign({
+          name: p.label, dir: path.join(tmp, p.id), socket: path.join(tmp, `${p.id}.sock`), endpoint: up.url, caFile: ca.caFile, cpuProfDir: p.args === undefined ? profDir(p.id) : undefined, args: p.args,
+        });
+        procs[p.id] = ls.proc;
+        backends[p.backend] = ls.socket;
+      }
       const relay = await startRelay({ dir: path.join(tmp, 'relay'), socket: path.join(tmp, 'relay.sock'), upstreamPort: up.port, caFile: ca.caFile });
       const naive = await startNaiveProxy({ dir: path.join(tmp, 'naive'), socket: path.join(tmp, 'naive.sock'), endpoint: up.url, caFile: ca.caFile });
-      Object.assign(procs, { 'lambda-sign': ls.proc, relay: relay.proc, naive: naive.proc, upstream: up.proc });
-      Object.assign(backends, { lambda_sign: ls.socket, relay: relay.socket, naive: naive.socket });
+      Object.assign(procs, { relay: relay.proc, naive: naive.proc, upstream: up.proc });
+      Object.assign(backends, { relay: relay.socket, naive: naive.socket });
     }
     let slowNaive;
     let slowUpstream;
@@ -313,16 +322,20 @@ async function compare(opts, m, command, started) {
       log('bench: starting the 1 s upstream and its lambda-sign, relay and naive proxy…');
       const slow = await startSlowUpstream({ dir: path.join(tmp, 'slow'), ...ca, body: UPSTREAM_BODY });
       slowUpstream = slow;
-      const ls = await startLambdaSign({
-        name: 'lambda-sign (1 s upstream)', dir: path.join(tmp, 'ls-slow'), socket: path.join(tmp, 'ls-slow.sock'),
-        endpoint: slow.url, caFile: ca.caFile, cpuProfDir: profDir('lambda-sign_slow'),
-      });
+      for (const p of PATHS.filter((x) => x.daemon)) {
+        const ls = await startLambdaSign({
+          name: `${p.label} (1 s upstream)`, dir: path.join(tmp, `${p.id}-slow`), socket: path.join(tmp, `${p.id}-slow.sock`),
+          endpoint: slow.url, caFile: ca.caFile, cpuProfDir: p.args === undefined ? profDir(`${p.id}_slow`) : undefined, args: p.args,
+        });
+        procs[`${p.id}_slow`] = ls.proc;
+        backends[`${p.backend}_slow`] = ls.socket;
+      }
       const relay = await startRelay({ name: 'relay-slow', dir: path.join(tmp, 'relay-slow'), socket: path.join(tmp, 'relay-slow.sock'), upstreamPort: slow.port, caFile: ca.caFile });
       // The naive proxy for this run is started afresh before each of its runs (see below).
       slowNaive = { dir: path.join(tmp, 'naive-slow'), socket: path.join(tmp, 'naive-slow.sock'), endpoint: slow.url, caFile: ca.caFile, name: 'naive (1 s upstream)' };
       const naive = await startNaiveProxy(slowNaive);
-      Object.assign(procs, { 'lambda-sign_slow': ls.proc, relay_slow: relay.proc, naive_slow: naive.proc, slow: slow.proc });
-      Object.assign(backends, { lambda_sign_slow: ls.socket, relay_slow: relay.socket, naive_slow: naive.socket });
+      Object.assign(procs, { relay_slow: relay.proc, naive_slow: naive.proc, slow: slow.proc });
+      Object.assign(backends, { relay_slow: relay.socket, naive_slow: naive.socket });
     }
     log('bench: starting varnishd…');
     const varnish = await startVarnish({ dir: path.join(tmp, 'varnish'), backends });
@@ -364,7 +377,7 @@ async function compare(opts, m, command, started) {
           alive(proc);
           const row = { round, case: c.id, path: p.id, ...r, ...s };
           runs.push(row);
-          log(`[${round}/${opts.rounds}] ${c.id.padEnd(11)} ${p.id.padEnd(11)} ${fmt(row)}`);
+          log(`[${round}/${opts.rounds}] ${c.id.padEnd(11)} ${p.id.padEnd(14)} ${fmt(row)}`);
           if (r.errors > 0) log(`  one request now: ${await sampleAnswer(varnish.url, p.backend, c.bodyBytes)}`);
         }
       }
@@ -392,7 +405,7 @@ async function compare(opts, m, command, started) {
           alive(proc);
           const row = { round, case: INFLIGHT.id, path: p.id, ...r, ...s, sustained };
           inflight.push(row);
-          log(`[${round}/${opts.rounds}] inflight    ${p.id.padEnd(11)} sustained ${Math.round(sustained)} req/s  (wrk) ${fmt(row)}`);
+          log(`[${round}/${opts.rounds}] inflight    ${p.id.padEnd(14)} sustained ${Math.round(sustained)} req/s  (wrk) ${fmt(row)}`);
           if (r.errors > 0) log(`  one request now: ${await sampleAnswer(varnish.url, `${p.backend}_slow`, INFLIGHT.bodyBytes)}`);
           // Let the invocations wrk abandoned finish before the next path.
           await sleep(2000);

@@ -60,8 +60,9 @@ function getStatus(socketPath, urlPath) {
  * lambda-sign on `socket`, signing for `endpoint`. Ready once /healthz says 200.
  * `cpuProfDir`: run under node --cpu-prof; the profile is written there when it exits.
  * `cli`: another build's cli.js (bench/ab.mjs); this checkout's by default.
+ * `args`: more of lambda-sign's flags (`--workers 2`).
  */
-export async function startLambdaSign({ name = 'lambda-sign', dir, socket, endpoint, caFile, cpuProfDir, cli = CLI }) {
+export async function startLambdaSign({ name = 'lambda-sign', dir, socket, endpoint, caFile, cpuProfDir, cli = CLI, args: extra = [] }) {
   fs.mkdirSync(dir, { recursive: true });
   const args = [
     ...shebangFlags(cli),
@@ -75,6 +76,7 @@ export async function startLambdaSign({ name = 'lambda-sign', dir, socket, endpo
     '--allow-function', FUNCTION,
     // One log line per request at info would measure pino, not the proxy.
     '--log-level', 'warn',
+    ...extra,
   ];
   const proc = start(name, process.execPath, args, { env: nodeEnv(dir, caFile) });
   await waitForListen({ path: socket }, proc);

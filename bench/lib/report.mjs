@@ -136,7 +136,8 @@ export function buildReport({ command, started, m, opts, paths, cases, runs, sig
     }
     out.push(
       '',
-      '¹ of the path\'s own process (lambda-sign; the relay nginx; the naive proxy): CPU as a share of one core ' +
+      '¹ of the path\'s own process (lambda-sign; the relay nginx; the naive proxy) and its children (with --workers, the primary and its workers: ' +
+        'their RSS is summed, so the Node binary\'s pages they share are counted once per process): CPU as a share of one core ' +
         '(utime+stime from /proc over the run), RSS the highest VmRSS sampled during the run.  ',
       '² answers that were not 2xx plus socket errors and timeouts (wrk\'s `--timeout` is half the run, so a request stuck that long is counted, not lost), summed over the rounds.  ',
       '³ CPU used during the run by processes that are not part of the benchmark (other jobs on this host, hypervisor steal), ' +
@@ -182,7 +183,7 @@ export function buildReport({ command, started, m, opts, paths, cases, runs, sig
     out.push('');
   }
 
-  const targets = targetRows({ runs, inflight, cases, sign, cores: m.nproc });
+  const targets = targetRows({ runs, inflight, cases, sign, cores: m.nproc, paths });
   if (targets.length > 0) {
     out.push(
       '### Targets (from the issue)',
@@ -208,7 +209,7 @@ export function buildReport({ command, started, m, opts, paths, cases, runs, sig
       'HTTP/2 uploads after 64 KiB while HTTP/1.1 paths still send all of it).',
     '- The naive proxy keeps every SDK default (HTTP/1.1, keep-alive, maxSockets 50); its only change is a listen backlog of 4096 like the relay\'s ' +
       'and lambda-sign\'s, without which Varnish\'s connects fail with EAGAIN at 2,000 connections and the run would time 503s.',
-    `- lambda-sign runs as the installed \`lambda-sign\` script starts it: \`node ${shebangFlags(CLI).join(' ')} dist/cli.js --log-level warn --allow-function bench\` (the node flags come from the script's first line), with static credentials from the environment.`,
+    `- lambda-sign runs as the installed \`lambda-sign\` script starts it: \`node ${shebangFlags(CLI).join(' ')} dist/cli.js --log-level warn --allow-function bench\` (the node flags come from the script's first line), with static credentials from the environment; "lambda-sign --workers 2" adds that flag (a primary and two workers, each listening on the socket).`,
     '',
   );
   return out.join('\n');
@@ -230,31 +231,34 @@ function summarizeInflight(rs) {
 
 export const sizeLabel = (bytes) => (bytes >= 1024 ? `${bytes / 1024} KiB` : `${bytes} B`);
 
-function targetRows({ runs, inflight, cases, sign, cores }) {
+/** The issue's targets, for each lambda-sign path of the run (the default and --workers 2). */
+function targetRows({ runs, inflight, cases, sign, cores, paths }) {
   const rows = [];
   const caseRuns = (id) => runs.filter((r) => r.case === id);
-  const has = (id) => caseRuns(id).some((r) => r.path === 'lambda-sign') && caseRuns(id).some((r) => r.path === 'relay');
-  for (const id of ['64B-c64', '256KiB-c64', '256KiB-c512']) {
-    if (!has(id)) continue;
-    const x = pairedRatio(caseRuns(id), 'lambda-sign', 'relay', 'rps');
-    const c = cases.find((k) => k.id === id);
-    const most = c === undefined ? NaN : ceiling(caseRuns(id), c.bodyBytes, sign, cores);
-    const bound = Number.isFinite(most) ? ` (any signer's ceiling in this run: ${ratio(most)} ⁶)` : '';
-    rows.push({ what: `${id}: lambda-sign req/s ≥ 0.9 × relay`, measured: `${ratio(x)}${bound}`, ok: x >= 0.9 });
-  }
-  for (const id of ['64B-c64', '64B-c512', '256KiB-c64', '256KiB-c512']) {
-    if (!has(id)) continue;
-    const x = pairedRatio(caseRuns(id), 'lambda-sign', 'relay', 'p99Ms');
-    rows.push({ what: `${id}: lambda-sign p99 ≤ 1.5 × relay p99`, measured: ratio(x), ok: x <= 1.5 });
-  }
-  const ls = inflight.filter((r) => r.path === 'lambda-sign');
-  if (ls.length > 0) {
-    const s = summarizeInflight(ls);
-    rows.push({ what: '2,000 in flight at 1 s: lambda-sign ≥ 1,800 req/s', measured: `${int(s.sustained)} req/s`, ok: s.sustained >= 1800 });
-    rows.push({ what: '2,000 in flight at 1 s: lambda-sign RSS < 200 MB', measured: `${fix(s.rss, 0)} MB`, ok: s.rss < 200 });
-    if (inflight.some((r) => r.path === 'naive')) {
-      const x = pairedRatio(inflight, 'lambda-sign', 'naive', 'sustained');
-      rows.push({ what: '2,000 in flight at 1 s: lambda-sign ≥ 3 × naive SDK proxy', measured: ratio(x), ok: x >= 3 });
+  for (const { id: ls, label } of paths.filter((p) => p.id.startsWith('lambda-sign'))) {
+    const has = (id) => caseRuns(id).some((r) => r.path === ls) && caseRuns(id).some((r) => r.path === 'relay');
+    for (const id of ['64B-c64', '256KiB-c64', '256KiB-c512']) {
+      if (!has(id)) continue;
+      const x = pairedRatio(caseRuns(id), ls, 'relay', 'rps');
+      const c = cases.find((k) => k.id === id);
+      const most = c === undefined ? NaN : ceiling(caseRuns(id), c.bodyBytes, sign, cores);
+      const bound = Number.isFinite(most) ? ` (any signer's ceiling in this run: ${ratio(most)} ⁶)` : '';
+      rows.push({ what: `${id}: ${label} req/s ≥ 0.9 × relay`, measured: `${ratio(x)}${bound}`, ok: x >= 0.9 });
+    }
+    for (const id of ['64B-c64', '64B-c512', '256KiB-c64', '256KiB-c512']) {
+      if (!has(id)) continue;
+      const x = pairedRatio(caseRuns(id), ls, 'relay', 'p99Ms');
+      rows.push({ what: `${id}: ${label} p99 ≤ 1.5 × relay p99`, measured: ratio(x), ok: x <= 1.5 });
+    }
+    const rs = inflight.filter((r) => r.path === ls);
+    if (rs.length > 0) {
+      const s = summarizeInflight(rs);
+      rows.push({ what: `2,000 in flight at 1 s: ${label} ≥ 1,800 req/s`, measured: `${int(s.sustained)} req/s`, ok: s.sustained >= 1800 });
+      rows.push({ what: `2,000 in flight at 1 s: ${label} RSS < 200 MB`, measured: `${fix(s.rss, 0)} MB`, ok: s.rss < 200 });
+      if (inflight.some((r) => r.path === 'naive')) {
+        const x = pairedRatio(inflight, ls, 'naive', 'sustained');
+        rows.push({ what: `2,000 in flight at 1 s: ${label} ≥ 3 × naive SDK proxy`, measured: ratio(x), ok: x >= 3 });
+      }
     }
   }
   return rows;
