@@ -43,4 +43,13 @@ test('without signing measured in the same run, no ceiling is claimed', () => {
   assert.not.match(text, /ceiling in this run/);
 });
 
+test('the targets are checked for each lambda-sign path, by its label', () => {
+  const both = [{ id: 'lambda-sign', label: 'lambda-sign' }, { id: 'lambda-sign-w2', label: 'lambda-sign --workers 2' }, ...paths.slice(1)];
+  const runs = [row(1, 'lambda-sign', 1200, 1500), row(1, 'lambda-sign-w2', 1500, 1400), row(1, 'relay', 1600, 1000)];
+  const text = buildReport({ command: 'test', started: new Date(0), m, opts, paths: both, cases, runs, inflight: [], inflightPaths: both }) as string;
+  assert.match(text, /256KiB-c64: lambda-sign req\/s ≥ 0\.9 × relay \| 0\.75 × \| \*\*FAIL\*\*/);
+  assert.match(text, /256KiB-c64: lambda-sign --workers 2 req\/s ≥ 0\.9 × relay \| 0\.94 × \| pass/);
+  assert.match(text, /\| lambda-sign --workers 2 \| 256 KiB, 64 conns \| 1,500 \|/);
+});
+
 test.run();
