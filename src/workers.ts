@@ -3,6 +3,7 @@
 // file (stale check, mode, removal), restarts of crashed workers, the aggregated
 // metrics, and the drain on SIGTERM, which it hands to every worker.
 import cluster, { type Worker } from 'node:cluster';
+import fs from 'node:fs';
 import client from 'prom-client';
 import type { Config } from './config.js';
 import { ownSocket, removeStale } from './listen.js';
@@ -27,11 +28,25 @@ export async function runPrimary(config: Config, log: Logger, exit: (code: numbe
   // theirs (listen.ts).
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   const fork = (): Worker => cluster.fork(env);
+  // The primary creates the socket file for the first worker that listens. If every worker
+  // exits at once, the last exit closes the primary's handle and the file goes with it; the
+  // next worker to listen makes a new one, with the umask's mode (0755: Varnish could no
+  // longer connect). So the mode is set whenever the file is new.
+  let ownedIno: number | undefined;
   cluster.on('listening', () => {
-    if (removeSocket !== undefined || config.listenFd !== undefined) return;
-    // The primary created the socket for the first worker that listened: set its mode once.
+    if (config.listenFd !== undefined) return;
+    let ino: number;
+    try {
+      ino = fs.statSync(config.socketPath).ino;
+    } catch {
+      return; // removed meanwhile (a drain)
+    }
+    if (ino === ownedIno) return;
+    const first = ownedIno === undefined;
+    ownedIno = ino;
     removeSocket = ownSocket(config.socketPath, config.socketMode);
-    log.info({ workers: config.workers, socket: config.socketPath }, 'listening');
+    if (first) log.info({ workers: config.workers, socket: config.socketPath }, 'listening');
+    else log.warn({ socket: config.socketPath }, 'every worker had exited; the socket was created again');
   });
   cluster.on('exit', (worker, code, signal) => {
     if (stopping) return;

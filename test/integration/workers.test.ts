@@ -52,8 +52,21 @@ test('two workers share the socket, the primary set its mode', async () => {
   agent.destroy();
   assert.ok(replies.every((r) => r.status === 200));
   assert.is(fake.failures.length, 0);
-  const servers = pidsOf(/"msg":"request"/);
-  assert.is(servers.size, 2, `requests were served by ${servers.size} process(es)`);
+  // Which worker takes a connection is the kernel's choice (each listens on the socket), so
+  // each is shown to serve alone: with the other stopped, only it can accept.
+  const workers = [...pidsOf(/"version"/)];
+  assert.is(workers.length, 2);
+  for (const [serving, stopped] of [workers, [...workers].reverse()]) {
+    process.kill(stopped!, 'SIGSTOP');
+    try {
+      const alone = Promise.all(Array.from({ length: 5 }, () => send(d.socketPath, { path: invokePath('g'), body: '{}' })));
+      const outcome = await Promise.race([alone, sleep(5000).then(() => 'timed out')]);
+      assert.ok(Array.isArray(outcome), `worker ${serving} did not serve while ${stopped} was stopped`);
+      assert.ok((outcome as { status: number }[]).every((r) => r.status === 200));
+    } finally {
+      process.kill(stopped!, 'SIGCONT');
+    }
+  }
 });
 
 test('metrics are the sum over workers', async () => {
@@ -87,6 +100,27 @@ test('a crashed worker is replaced and the socket keeps serving', async () => {
   for (let i = 0; i < 100 && pidsOf(/"version"/).size < 3; i++) await sleep(50);
   assert.is(pidsOf(/"version"/).size, 3, 'a third worker started');
   for (let i = 0; i < 20; i++) assert.is((await send(d.socketPath, { path: invokePath('f'), body: '{}' })).status, 200);
+});
+
+test('every worker killed at once: new ones serve, and the socket keeps its mode', async () => {
+  // The last worker's exit closes the primary's listening handle, which removes the file;
+  // the next worker to listen makes the primary create it again.
+  const before = pidsOf(/"version"/);
+  const live = [...before].filter((pid) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  assert.is(live.length, 2);
+  for (const pid of live) process.kill(pid, 'SIGKILL');
+  for (let i = 0; i < 100 && pidsOf(/"version"/).size < before.size + 2; i++) await sleep(50);
+  assert.is(pidsOf(/"version"/).size, before.size + 2, 'two new workers started');
+  for (let i = 0; i < 50 && !fs.existsSync(d.socketPath); i++) await sleep(50);
+  assert.is(fs.statSync(d.socketPath).mode & 0o777, 0o600);
+  for (let i = 0; i < 10; i++) assert.is((await send(d.socketPath, { path: invokePath('f'), body: '{}' })).status, 200);
 });
 
 test('SIGTERM to the primary drains every worker, removes the socket, exits 0', async () => {
