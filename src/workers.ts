@@ -27,31 +27,42 @@ export async function runPrimary(config: Config, log: Logger, exit: (code: numbe
   // (on systemd's descriptor Node drops the backlog given with { fd }); the workers pass
   // theirs (listen.ts).
   cluster.schedulingPolicy = cluster.SCHED_NONE;
-  const fork = (): Worker => cluster.fork(env);
-  // The primary creates the socket file for the first worker that listens. If every worker
-  // exits at once, the last exit closes the primary's handle and the file goes with it; the
-  // next worker to listen makes a new one, with the umask's mode (0755: Varnish could no
-  // longer connect). So the mode is set whenever the file is new.
+  // A restart still pending when SIGTERM came must not start a worker the drain does not wait for.
+  const fork = (): void => {
+    if (!stopping) cluster.fork(env);
+  };
+  // The primary creates the socket file for the first worker that listens. When no worker is
+  // left (all died at once, or the last before the others' restarts), the primary's handle is
+  // closed and the file goes with it; the next worker to listen makes a new one, with the
+  // umask's mode (0755: Varnish could no longer connect). So the mode is set again whenever
+  // the file is new or not in the mode asked for.
   let ownedIno: number | undefined;
   cluster.on('listening', () => {
-    if (config.listenFd !== undefined) return;
-    let ino: number;
+    if (config.listenFd !== undefined || stopping) return;
     try {
-      ino = fs.statSync(config.socketPath).ino;
-    } catch {
-      return; // removed meanwhile (a drain)
+      const st = fs.statSync(config.socketPath);
+      if (st.ino === ownedIno && (st.mode & 0o777) === config.socketMode) return;
+      const first = ownedIno === undefined;
+      ownedIno = st.ino;
+      removeSocket = ownSocket(config.socketPath, config.socketMode);
+      if (first) log.info({ workers: config.workers, socket: config.socketPath }, 'listening');
+      else log.warn({ socket: config.socketPath }, 'every worker had exited; the socket was created again');
+    } catch (err) {
+      // Removed between the stat and the chmod: nothing to own, and no reason to stop serving.
+      log.warn({ err, socket: config.socketPath }, 'could not set the socket mode');
     }
-    if (ino === ownedIno) return;
-    const first = ownedIno === undefined;
-    ownedIno = ino;
-    removeSocket = ownSocket(config.socketPath, config.socketMode);
-    if (first) log.info({ workers: config.workers, socket: config.socketPath }, 'listening');
-    else log.warn({ socket: config.socketPath }, 'every worker had exited; the socket was created again');
   });
   cluster.on('exit', (worker, code, signal) => {
     if (stopping) return;
+    if (config.listenFd !== undefined && Object.keys(cluster.workers ?? {}).length === 0) {
+      // The last worker's exit closed the primary's handle on systemd's descriptor, and with
+      // it the descriptor: a new worker would have nothing to listen on. Exit instead, so
+      // that systemd starts the service again on the socket it still holds (Restart=on-failure).
+      log.fatal({ pid: worker.process.pid, code, signal }, 'every worker has exited; exiting for systemd to restart the service');
+      return exit(1);
+    }
     log.error({ pid: worker.process.pid, code, signal }, 'worker exited; starting another');
-    setTimeout(fork, 1000).unref();
+    setTimeout(fork, 1000);
   });
   for (let i = 0; i < config.workers; i++) fork();
 

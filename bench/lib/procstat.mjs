@@ -177,7 +177,8 @@ const sum = (pids, f) => pids.reduce((total, p) => {
 /**
  * Watches `pid` and its children (see family) from now until stop(): returns {cpuPct,
  * rssMaxMB, rssEndMB, hwmMB}, each summed over the processes. The children are looked up
- * once, at the start (cluster workers are forked before the daemon is ready). Sampling every
+ * at the start (cluster workers are forked before the daemon is ready); stop() throws if
+ * they are not the same at the end. Sampling every
  * 250 ms costs a few small /proc reads: nothing next to the processes measured.
  */
 export function watch(pid, intervalMs = 250) {
@@ -192,6 +193,11 @@ export function watch(pid, intervalMs = 250) {
   return {
     stop() {
       clearInterval(timer);
+      // A worker that died and was replaced would leave its CPU and memory out of the sums.
+      const now = family(pid);
+      if (now.length !== pids.length || now.some((p) => !pids.includes(p))) {
+        throw new Error(`the processes of ${pid} changed during the run (a worker restarted?): ${pids.join(' ')} → ${now.join(' ')}`);
+      }
       const wall = Number(process.hrtime.bigint() - t0) / 1e9;
       const cpu = sum(pids, cpuSeconds) - cpu0;
       const rssEnd = rss();

@@ -112,6 +112,24 @@ test('with --workers 2 the activated socket keeps a deep backlog too', async () 
   assert.is(await within(d.exited, 15_000, 'd exit'), 0);
 });
 
+test('with --workers 2, once every worker has died the primary exits 1, for systemd to start it again', async () => {
+  // The last worker's exit closes the primary's handle on fd 3, and the descriptor with it:
+  // new workers could only fail to listen (EINVAL), forever, under a service that looks up.
+  const sock = path.join(dir, 'all-died.sock');
+  const d = activated(sock, ['--workers', '2']);
+  await d.waitFor(/Listening on .*all-died\.sock/);
+  await poke(sock);
+  await d.waitFor(/"msg":"listening"/);
+  const children = (): number[] =>
+    fs.readFileSync(`/proc/${d.child.pid}/task/${d.child.pid}/children`, 'utf8').trim().split(/\s+/).filter((x) => x !== '').map(Number);
+  for (let i = 0; i < 50 && children().length < 2; i++) await sleep(100);
+  const workers = children();
+  assert.is(workers.length, 2);
+  for (const pid of workers) process.kill(pid, 'SIGKILL');
+  assert.is(await within(d.exited, 15_000, 'the primary exit'), 1);
+  assert.ok(d.lines.some((l) => l.includes('every worker has exited')), d.lines.slice(-5).join('\n'));
+});
+
 test('listen() alone keeps a deep backlog on the descriptor systemd passed (no extra descriptors)', async () => {
   // The daemon's extra descriptors listen with the deep backlog too, and the last listen()
   // wins: this runs listen.ts's listen() by itself, so that it is what is tested.

@@ -116,11 +116,31 @@ test('every worker killed at once: new ones serve, and the socket keeps its mode
   });
   assert.is(live.length, 2);
   for (const pid of live) process.kill(pid, 'SIGKILL');
-  for (let i = 0; i < 100 && pidsOf(/"version"/).size < before.size + 2; i++) await sleep(50);
+  for (let i = 0; i < 300 && pidsOf(/"version"/).size < before.size + 2; i++) await sleep(50);
   assert.is(pidsOf(/"version"/).size, before.size + 2, 'two new workers started');
-  for (let i = 0; i < 50 && !fs.existsSync(d.socketPath); i++) await sleep(50);
+  for (let i = 0; i < 100 && (!fs.existsSync(d.socketPath) || (fs.statSync(d.socketPath).mode & 0o777) !== 0o600); i++) await sleep(50);
   assert.is(fs.statSync(d.socketPath).mode & 0o777, 0o600);
   for (let i = 0; i < 10; i++) assert.is((await send(d.socketPath, { path: invokePath('f'), body: '{}' })).status, 200);
+});
+
+test('without --metrics the primary also outlives its workers: all killed, new ones serve', async () => {
+  // The restart timers are all that keeps such a primary's event loop alive once no worker is.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ls-workers-bare-'));
+  const env = isolatedEnv(dir, { NODE_EXTRA_CA_CERTS: ca.caFile, AWS_ACCESS_KEY_ID: TEST_KEY.accessKeyId, AWS_SECRET_ACCESS_KEY: TEST_KEY.secretAccessKey });
+  const bare = spawnDaemon(['--region', 'us-west-2', '--socket', '{socket}', '--socket-mode', '600', '--endpoint', fake.url, '--workers', '2'], env, { dir });
+  try {
+    await bare.waitFor(/"workers":2,.*"msg":"listening"/);
+    const started = (): Set<number> => new Set(bare.lines.filter((l) => l.includes('"version"')).map((l) => JSON.parse(l).pid as number));
+    for (let i = 0; i < 100 && started().size < 2; i++) await sleep(50);
+    for (const pid of started()) process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 300 && started().size < 4; i++) await sleep(50);
+    assert.is(started().size, 4, `the primary ${bare.child.exitCode === null ? 'started no new workers' : `exited (${bare.child.exitCode})`}`);
+    for (let i = 0; i < 100 && (!fs.existsSync(bare.socketPath) || (fs.statSync(bare.socketPath).mode & 0o777) !== 0o600); i++) await sleep(50);
+    assert.is(fs.statSync(bare.socketPath).mode & 0o777, 0o600);
+    assert.is((await send(bare.socketPath, { path: invokePath('f'), body: '{}' })).status, 200);
+  } finally {
+    await bare.cleanup();
+  }
 });
 
 test('SIGTERM to the primary drains every worker, removes the socket, exits 0', async () => {

@@ -28,4 +28,15 @@ test('watch() sums a process and its children', async () => {
   }
 });
 
+test('watch() refuses a run during which a child came or went', async () => {
+  const w = watch(process.pid);
+  const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 10000)'], { stdio: 'ignore' });
+  try {
+    await once(child, 'spawn');
+    assert.throws(() => w.stop(), /changed during the run/);
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
+
 test.run();
