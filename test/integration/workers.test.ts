@@ -97,7 +97,7 @@ test('a crashed worker is replaced and the socket keeps serving', async () => {
   const workerPids = [...pidsOf(/"version"/)];
   process.kill(workerPids[0]!, 'SIGKILL');
   await d.waitFor(/worker exited; starting another/);
-  for (let i = 0; i < 100 && pidsOf(/"version"/).size < 3; i++) await sleep(50);
+  for (let i = 0; i < 300 && pidsOf(/"version"/).size < 3; i++) await sleep(50);
   assert.is(pidsOf(/"version"/).size, 3, 'a third worker started');
   for (let i = 0; i < 20; i++) assert.is((await send(d.socketPath, { path: invokePath('f'), body: '{}' })).status, 200);
 });
