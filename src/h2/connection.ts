@@ -694,8 +694,7 @@ export class H2Connection extends EventEmitter {
           stream.blocked = true;
           this.blocked.push(stream);
         }
-        if (stream.bodySent > before) this.backlog.sent(stream.bodySent - before);
-        return;
+        break;
       }
       const last = stream.bodySent + n === stream.bodySize;
       const chunk = part.subarray(stream.bodyAt, stream.bodyAt + n);
@@ -707,9 +706,11 @@ export class H2Connection extends EventEmitter {
       stream.sendWindow -= n;
       this.connSendWindow -= n;
     }
+    if (stream.bodySent > before) this.backlog.sent(stream.bodySent - before);
+    // Blocked: retryBlocked sends the rest when the window opens.
+    if (stream.bodySent < stream.bodySize) return;
     stream.localEnded = true;
     stream.body = undefined;
-    if (stream.bodySent > before) this.backlog.sent(stream.bodySent - before);
     if (stream.remoteEnded) this.closeStream(stream);
   }
 

@@ -629,13 +629,7 @@ export class Http1Server {
     const q = this.queue;
     let n = RESUME_PER_TURN;
     while (this.queueHead < q.length && n > 0 && (mayStart === undefined || mayStart())) {
-      const conn = q[this.queueHead++]!;
-      // Closed while it waited.
-      if (!conn.waiting) continue;
-      conn.waiting = false;
-      conn.since = Date.now(); // idle from now, for the keep-alive timeout
-      conn.resumeReading();
-      n--;
+      if (this.release(q[this.queueHead++]!)) n--;
     }
     if (this.queueHead === q.length) {
       this.queue = [];
@@ -697,13 +691,7 @@ export class Http1Server {
     for (const l of this.extra) if (l.listening) l.close();
     this.closeIdleConnections();
     let resumed = 0;
-    for (let i = this.queueHead; i < this.queue.length; i++) {
-      const conn = this.queue[i]!;
-      if (!conn.waiting) continue;
-      conn.waiting = false;
-      conn.resumeReading();
-      resumed++;
-    }
+    for (let i = this.queueHead; i < this.queue.length; i++) if (this.release(this.queue[i]!)) resumed++;
     this.queue = [];
     this.queueHead = 0;
     if (resumed === 0) return Promise.resolve();
@@ -753,6 +741,15 @@ export class Http1Server {
     conn.pauseReading();
     this.queue.push(conn);
     this.reopen();
+    return true;
+  }
+
+  /** Reads a queued connection again; false if it closed while it waited. */
+  private release(conn: Connection): boolean {
+    if (!conn.waiting) return false;
+    conn.waiting = false;
+    conn.since = Date.now(); // idle from now, for the keep-alive timeout
+    conn.resumeReading();
     return true;
   }
 
