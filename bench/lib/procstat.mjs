@@ -22,35 +22,44 @@ function ticksPerSecond() {
   return clkTck;
 }
 
-/** CPU seconds used so far by `pid` (all its threads). */
-export function cpuSeconds(pid) {
+/**
+ * The fields of /proc/PID/stat from field 3 (state) on: f[0] is field 3, so the parent
+ * (field 4) is f[1], the process group (5) f[2], utime (14) f[11] and stime (15) f[12].
+ */
+function statFields(pid) {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   // The command name (field 2) is in parentheses and may contain spaces: split after it.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // fields[0] is field 3 (state), so utime (14) and stime (15) are at 11 and 12.
-  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond();
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** [pid, statFields] of every process on the machine (those that exit meanwhile are skipped). */
+function* processes() {
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let f;
+    try {
+      f = statFields(name);
+    } catch {
+      continue; // exited meanwhile
+    }
+    yield [Number(name), f];
+  }
+}
+
+/** CPU seconds used so far by `pid` (all its threads). */
+export function cpuSeconds(pid) {
+  const f = statFields(pid);
+  return (Number(f[11]) + Number(f[12])) / ticksPerSecond();
 }
 
 /** CPU seconds of the processes in these process groups, plus this process and its reaped children. */
 function ownSeconds(pgids) {
   const groups = new Set(pgids);
   let total = 0;
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    let stat;
-    try {
-      stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-    } catch {
-      continue; // exited meanwhile
-    }
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // f[2] is field 5, the process group.
-    if (groups.has(Number(f[2]))) total += Number(f[11]) + Number(f[12]);
-  }
+  for (const [, f] of processes()) if (groups.has(Number(f[2]))) total += Number(f[11]) + Number(f[12]);
   // This driver, and the children it has waited for (every finished wrk): utime, stime,
   // cutime, cstime (fields 14-17).
-  const self = fs.readFileSync('/proc/self/stat', 'utf8');
-  const f = self.slice(self.lastIndexOf(')') + 2).split(' ');
+  const f = statFields('self');
   total += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
   return total / ticksPerSecond();
 }
@@ -148,21 +157,12 @@ export function memory(pid) {
 
 /**
  * `pid` and its children: a daemon run with --workers is a primary and its cluster workers,
- * and what it costs is the sum. Found by each /proc/N/stat's parent field (this kernel has
- * no /proc/PID/task/TID/children).
+ * and what it costs is the sum. Found by each process's parent field, which needs no kernel
+ * option (/proc/PID/task/TID/children needs CONFIG_PROC_CHILDREN).
  */
 export function family(pid) {
   const pids = [pid];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      // Field 4, the parent, is f[1] after the command name.
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) pids.push(Number(name));
-    } catch {
-      // exited meanwhile
-    }
-  }
+  for (const [p, f] of processes()) if (Number(f[1]) === pid) pids.push(p);
   return pids;
 }
 
