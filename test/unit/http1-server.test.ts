@@ -429,6 +429,48 @@ test('requests sent a byte at a time, body and a pipelined second request includ
   });
 });
 
+test('a large body is read into buffers bought for it, read after read: pieces share them, capped at 256 KiB, and stay intact', async () => {
+  // Bytes that differ from place to place and from request to request, so that a piece whose
+  // storage was read into again (heads are read into one buffer shared by all) would not match.
+  const pattern = (seed: number, length: number): Buffer => {
+    const b = Buffer.allocUnsafe(length);
+    for (let i = 0; i < length; i++) b[i] = (i * 7 + seed + (i >> 9)) & 0xff;
+    return b;
+  };
+  const BIG = (3 << 19) + 123; // 1.5 MiB and a bit: several bought buffers
+  const bodies: Record<string, Buffer> = { '/a': pattern(1, 100), '/big': pattern(2, BIG), '/c': pattern(3, 40_000), '/d': pattern(4, 5) };
+  const got: Record<string, Buffer[]> = {};
+  await withServer((req, res) => {
+    const pieces: Buffer[] = (got[req.url] = []);
+    req.read({
+      data: (c) => pieces.push(c),
+      end: () => res.end(`${req.url};`),
+      abort: () => {},
+    });
+  }, async (s) => {
+    const c = client(s.path);
+    const head = (url: string) => Buffer.from(`POST ${url} HTTP/1.1\r\nhost: x\r\ncontent-length: ${bodies[url]!.length}\r\n\r\n`);
+    const big = bodies['/big']!;
+    c.sock.write(Buffer.concat([head('/a'), bodies['/a']!]));
+    await c.wait(/\/a;$/);
+    // As Varnish sends: the next request once the answer is in. The big body in two writes
+    // with a pause between, so that its buffer is read into more than once.
+    c.sock.write(Buffer.concat([head('/big'), big.subarray(0, 600_000)]));
+    await new Promise((r) => setTimeout(r, 30));
+    c.sock.write(Buffer.concat([big.subarray(600_000), head('/c'), bodies['/c']!, head('/d'), bodies['/d']!]));
+    await c.wait(/\/d;$/, 5000);
+  });
+  // Checked after every read, so that storage read into again would show.
+  for (const [url, body] of Object.entries(bodies)) assert.ok(Buffer.concat(got[url]!).equals(body), `${url} arrived intact`);
+  const pieces = got['/big']!;
+  const stores = new Set(pieces.map((p) => p.buffer));
+  const largest = Math.max(...[...stores].map((b) => b.byteLength));
+  // Node's own reads give every piece storage of its own, of 64 KiB at most.
+  assert.ok(stores.size < pieces.length, `the big body's ${pieces.length} pieces share storage (${stores.size} stores)`);
+  assert.ok(largest > 64 << 10, `reads larger than Node's 64 KiB (largest store ${largest})`);
+  assert.ok(largest <= 256 << 10, `no store over 256 KiB (${largest})`);
+});
+
 test('acceptFrom: another listener serves like the main one; one that starts after close() closes at once', async () => {
   const echo: Handler = (req, res) => res.end(`${req.method} ${req.url}`);
   const s = await serve(echo);
