@@ -54,19 +54,23 @@ export const RESUME_PER_TURN = 4;
 
 // Reads. Node reads a socket into a fresh 64 KiB allocation per read, shrunk to what came.
 // Sockets accepted here read instead into buffers the connection chooses (net.Socket onread):
-// - a request head, and anything outside a large body, goes into one scratch buffer shared by
-//   every connection and is copied out at once (reads are never concurrent: each read's
-//   callback runs before the next read starts, on whatever socket);
-// - the rest of a body of BODY_READ_MIN bytes or more goes into a buffer bought for it (up
-//   to BODY_READ_MAX), read after read, each read starting where the last one ended; the
-//   pieces are views of it, handed on without a copy.
+// - a request head, a chunked body, anything outside a large body, goes into one scratch
+//   buffer of the same 64 KiB shared by every connection, and is copied out at once (reads
+//   are never concurrent: each read's callback runs before the next read starts, on
+//   whatever socket);
+// - once a Content-Length body of BODY_READ_MIN bytes or more flows (a read filled its
+//   buffer), the rest of it goes into a buffer bought for it (up to BODY_READ_MAX), read
+//   after read, each read starting where the last one ended; the pieces are views of it,
+//   handed on without a copy. A head whose body has not come yet buys nothing.
 // A 256 KiB body then takes two or three reads instead of five (Varnish's socket holds about
 // 200 KiB), and no read allocates and frees its own 64 KiB.
-const SCRATCH = Buffer.allocUnsafeSlow(16 << 10);
+const SCRATCH = Buffer.allocUnsafeSlow(64 << 10);
 const BODY_READ_MIN = 16 << 10;
-// Varnish's socket holds about 200 KiB, so no read is larger, and a body that trickles in
-// (a slow upload) holds no more than this before its bytes arrive.
+// Varnish's socket holds about 200 KiB, so no read is larger.
 const BODY_READ_MAX = 256 << 10;
+// A connection waiting at the gate goes on reading, so that a client hanging up is seen at
+// once, until it holds this much; then it stops, and the rest waits in the socket.
+const HOLD_MAX = 16 << 10;
 
 let dateSecond = -1;
 let dateText = '';
@@ -379,6 +383,8 @@ class Connection {
   private readonly bodyData = (chunk: Buffer): void => this.req!._data(chunk);
   /** What is left of the buffer bought for the current body: the next read goes there. */
   private room: Buffer | undefined;
+  /** The last read filled its buffer: more is likely waiting in the socket. */
+  private lastReadFull = false;
   /** The write that ends an answer: flushed, or failed because the connection died. */
   readonly onFlushed = (err?: Error | null): void => (err ? void this.socket.destroy() : this.finished());
 
@@ -436,13 +442,15 @@ class Connection {
     this.socket.destroy();
   }
 
-  /** Where the socket's next read goes (called after each read, and once at the start). */
+  /** Where the socket's next read goes (called after each read). */
   nextReadBuffer(): Buffer {
     const left = this.bodyLeft;
     if (this.phase === Phase.Active && left > 0 && !this.broken) {
       const room = this.room;
       if (room !== undefined && room.length >= Math.min(left, BODY_READ_MIN)) return room;
-      if (left >= BODY_READ_MIN) return (this.room = Buffer.allocUnsafeSlow(Math.min(left, BODY_READ_MAX)));
+      if (left >= BODY_READ_MIN && this.lastReadFull && !this.paused && !this.socket.destroyed) {
+        return (this.room = Buffer.allocUnsafeSlow(Math.min(left, BODY_READ_MAX)));
+      }
     }
     this.room = undefined;
     return SCRATCH;
@@ -450,6 +458,7 @@ class Connection {
 
   /** `n` bytes were read into `buf`, the buffer nextReadBuffer() gave. */
   onRead(n: number, buf: Buffer): void {
+    this.lastReadFull = n === buf.length;
     let chunk: Buffer;
     if (buf === SCRATCH) {
       chunk = Buffer.allocUnsafe(n);
@@ -464,6 +473,12 @@ class Connection {
   private onData(chunk: Buffer): void {
     // Refused, or closing after its last answer: nothing more is read.
     if (this.phase === Phase.Closed) return;
+    if (this.waiting) {
+      // Held, not parsed, until the gate lets this connection in (takeHeld).
+      this.append(chunk);
+      if (this.buf!.length >= HOLD_MAX) this.pauseReading();
+      return;
+    }
     if (this.phase === Phase.Active) {
       const req = this.req!;
       let used = 0;
@@ -562,6 +577,14 @@ class Connection {
       if (used < pending.length && !this.broken) this.buf = pending.subarray(used);
     }
     if (this.paused === false && this.buf !== undefined && this.buf.length > MAX_QUEUED) this.pauseReading();
+  }
+
+  /** Let in by the gate: parses what arrived while it waited. */
+  takeHeld(): void {
+    if (this.phase !== Phase.Idle || this.buf === undefined) return;
+    this.phase = Phase.Head;
+    this.since = Date.now();
+    this.parse();
   }
 
   /** Passes body bytes from `chunk` to the request; returns how many were body. */
@@ -668,8 +691,13 @@ export class Http1Server {
     const mayStart = this.options.mayStart;
     const q = this.queue;
     let n = RESUME_PER_TURN;
+    const released: Connection[] = [];
     while (this.queueHead < q.length && n > 0 && (mayStart === undefined || mayStart())) {
-      if (this.release(q[this.queueHead++]!)) n--;
+      const conn = q[this.queueHead++]!;
+      if (this.release(conn)) {
+        released.push(conn);
+        n--;
+      }
     }
     if (this.queueHead === q.length) {
       this.queue = [];
@@ -681,6 +709,9 @@ export class Http1Server {
       }
       if (n === 0) this.reopen();
     }
+    // Let in together: what they held is parsed once the batch is chosen and the queue put
+    // in order, as what is still in their sockets is read in the next poll.
+    for (const conn of released) conn.takeHeld();
   };
 
   constructor(
@@ -771,12 +802,13 @@ export class Http1Server {
     if (this.listener.listening) this.listener.close();
     for (const l of this.extra) if (l.listening) l.close();
     this.closeIdleConnections();
-    let resumed = 0;
-    for (let i = this.queueHead; i < this.queue.length; i++) if (this.release(this.queue[i]!)) resumed++;
+    const released = this.queue.slice(this.queueHead).filter((conn) => this.release(conn));
     this.queue = [];
     this.queueHead = 0;
-    if (resumed === 0) return Promise.resolve();
-    // Reading starts on the next poll; what a waiting socket held is parsed by the turn after.
+    for (const conn of released) conn.takeHeld();
+    if (released.length === 0) return Promise.resolve();
+    // What a waiting connection held is parsed as it is released; what is still in its
+    // socket is read in the next poll, and parsed then.
     return new Promise((resolve) =>
       setImmediate(() =>
         setImmediate(() => {
@@ -818,8 +850,8 @@ export class Http1Server {
     // Entries of connections that closed while they waited hold nobody up.
     while (this.queueHead < this.queue.length && !this.queue[this.queueHead]!.waiting) this.queueHead++;
     if (this.queueHead === this.queue.length && mayStart()) return false;
+    // It goes on reading until it holds HOLD_MAX, so that a hang-up is seen while it waits.
     conn.waiting = true;
-    conn.pauseReading();
     this.queue.push(conn);
     this.reopen();
     return true;

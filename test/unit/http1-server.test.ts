@@ -453,10 +453,11 @@ test('a large body is read into buffers bought for it, read after read: pieces s
     const big = bodies['/big']!;
     c.sock.write(Buffer.concat([head('/a'), bodies['/a']!]));
     await c.wait(/\/a;$/);
-    // As Varnish sends: the next request once the answer is in. The big body in two writes
-    // with a pause between, so that its buffer is read into more than once.
+    // As Varnish sends: the next request once the answer is in. The big body in two writes,
+    // the second once the first has been read, so that one buffer is read into twice.
     c.sock.write(Buffer.concat([head('/big'), big.subarray(0, 600_000)]));
-    await new Promise((r) => setTimeout(r, 30));
+    const received = () => (got['/big'] ?? []).reduce((sum, p) => sum + p.length, 0);
+    await until(() => received() === 600_000, 'the first part read');
     c.sock.write(Buffer.concat([big.subarray(600_000), head('/c'), bodies['/c']!, head('/d'), bodies['/d']!]));
     await c.wait(/\/d;$/, 5000);
   });
@@ -469,6 +470,50 @@ test('a large body is read into buffers bought for it, read after read: pieces s
   assert.ok(stores.size < pieces.length, `the big body's ${pieces.length} pieces share storage (${stores.size} stores)`);
   assert.ok(largest > 64 << 10, `reads larger than Node's 64 KiB (largest store ${largest})`);
   assert.ok(largest <= 256 << 10, `no store over 256 KiB (${largest})`);
+});
+
+test('a head whose body has not come buys no buffer for it; a chunked body is read 64 KiB at a time', async () => {
+  let pieces = 0;
+  await withServer((req, res) => req.read({ data: () => pieces++, end: () => res.end('done'), abort: () => {} }), async (s) => {
+    // Forty uploads of 1 MiB that stall after their heads.
+    const stalled = [];
+    global.gc?.();
+    const before = process.memoryUsage().arrayBuffers;
+    for (let i = 0; i < 40; i++) {
+      const c = client(s.path);
+      c.sock.write(`POST /stalled HTTP/1.1\r\nhost: x\r\ncontent-length: ${1 << 20}\r\n\r\n${'x'.repeat(1000)}`);
+      stalled.push(c);
+    }
+    await until(() => pieces === 40, 'every stalled upload began');
+    const grew = process.memoryUsage().arrayBuffers - before;
+    assert.ok(grew < 40 * (16 << 10), `40 stalled uploads hold ${(grew / 2 ** 20).toFixed(1)} MiB of buffers`);
+    for (const c of stalled) c.sock.destroy();
+
+    // 1 MiB in 64 KiB chunks: Node read it in about 19 reads; 16 KiB reads would take 64.
+    pieces = 0;
+    const parts = [Buffer.from('POST /chunked HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n')];
+    const body = Buffer.alloc(1 << 20, 97);
+    for (let i = 0; i < body.length; i += 1 << 16) parts.push(Buffer.from('10000\r\n'), body.subarray(i, i + (1 << 16)), Buffer.from('\r\n'));
+    parts.push(Buffer.from('0\r\n\r\n'));
+    const c = client(s.path);
+    c.sock.write(Buffer.concat(parts));
+    await c.wait(/done$/);
+    assert.ok(pieces <= 40, `1 MiB chunked arrived in ${pieces} pieces`);
+  });
+});
+
+test('own reads keep net.Server\'s count of connections: getConnections, and close() waits for them', async () => {
+  const s = await serve((_req, res) => res.end('x'));
+  const c = client(s.path);
+  await until(() => s.server.connections === 1, 'accepted');
+  const count = await new Promise<number>((r) => s.server.listener.getConnections((_e, k) => r(k)));
+  assert.is(count, 1);
+  let closed = false;
+  s.server.listener.close(() => (closed = true));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.not.ok(closed, 'close waits for the connection');
+  c.sock.destroy();
+  await until(() => closed, 'the close callback once the client left');
 });
 
 test('acceptFrom: another listener serves like the main one; one that starts after close() closes at once', async () => {
@@ -579,6 +624,29 @@ test('gate: connections wait while it is shut and are read oldest first; request
     for (let i = 0; i < waiting.length; i++) await waiting[i]!.wait(new RegExp(`/w${i}$`));
     assert.is(s.server.waiting, 0);
     for (const c of [first, ...waiting]) c.sock.destroy();
+  });
+});
+
+test('gate: a client that hangs up while its connection waits is let go at once', async () => {
+  await withServer((_req, res) => res.end('x'), { mayStart: () => false }, async (s) => {
+    const c = client(s.path);
+    await until(() => s.server.waiting === 1, 'waiting');
+    c.sock.destroy();
+    await until(() => s.server.connections === 0, 'the dead connection closed', 1000);
+    assert.is(s.server.waiting, 0);
+  });
+});
+
+test('gate: a waiting connection reads no more than 16 KiB and a read; the rest waits in the socket', async () => {
+  await withServer((_req, res) => res.end('x'), { mayStart: () => false }, async (s) => {
+    const c = client(s.path);
+    await until(() => s.server.waiting === 1, 'waiting');
+    const body = Buffer.alloc(4 << 20, 98);
+    c.sock.write(Buffer.concat([Buffer.from(`POST /big HTTP/1.1\r\nhost: x\r\ncontent-length: ${body.length}\r\n\r\n`), body]));
+    await new Promise((r) => setTimeout(r, 200));
+    // The socket itself holds a few hundred KiB; without the stop the server would take it all.
+    assert.ok(c.sock.writableLength > 3 << 20, `${c.sock.writableLength} bytes still unsent by the client`);
+    c.sock.destroy();
   });
 });
 
