@@ -32,9 +32,9 @@ export interface Http1Options {
   /** A malformed request, for the debug log. */
   onParseError?(err: HttpParseError): void;
   /**
-   * False while no new request should be read. Idle connections then stop reading and
-   * wait, oldest first, until reopen() finds this true again; what the client sends meanwhile
-   * waits in the socket. Without it every request is read as it comes.
+   * False while no new request should be read. Idle connections then wait, oldest first,
+   * until reopen() finds this true again; what the client sends meanwhile is held unparsed
+   * up to HOLD_MAX, and the rest waits in the socket. Without it every request is read as it comes.
    */
   mayStart?(): boolean;
 }
@@ -47,8 +47,8 @@ const MAX_QUEUED = 1 << 20;
 // An answer this small leaves in one buffer with its head: one write, no writev.
 const COALESCE_MAX = 16 << 10;
 const TICK_MS = 1000;
-// Waiting connections resumed per event-loop turn while the gate is open: each is read (or
-// found idle) in the next turn's poll before more are let in. A request counts against the
+// Waiting connections let in per event-loop turn while the gate is open: what each held is
+// parsed at once, the rest read in the next turn's poll, before more are let in. A request counts against the
 // gate only once its body is read and sent, so the gate is overrun by a few requests.
 export const RESUME_PER_TURN = 4;
 
@@ -785,8 +785,9 @@ export class Http1Server {
         },
       } as net.SocketConstructorOpts);
       counted._connections++;
-      (socket as net.Socket & { server: net.Server; _server: net.Server }).server = listener;
-      (socket as net.Socket & { _server: net.Server })._server = listener;
+      const owned = socket as net.Socket & { server: net.Server; _server: net.Server };
+      owned.server = listener;
+      owned._server = listener;
       conn = this.connected(socket, true);
     };
   }
@@ -842,7 +843,7 @@ export class Http1Server {
 
   /**
    * @internal An idle connection (new, or its answer sent): if the gate is shut, or others
-   * wait already, it stops reading and queues. Returns whether it did.
+   * wait already, it queues, holding what arrives unparsed. Returns whether it did.
    */
   wait(conn: Connection): boolean {
     const mayStart = this.options.mayStart;
@@ -857,7 +858,7 @@ export class Http1Server {
     return true;
   }
 
-  /** Reads a queued connection again; false if it closed while it waited. */
+  /** Takes a connection off the wait (its caller then calls takeHeld); false if it closed while it waited. */
   private release(conn: Connection): boolean {
     if (!conn.waiting) return false;
     conn.waiting = false;
