@@ -36,8 +36,26 @@ export async function listen(server: Server, opts: ListenOptions): Promise<Liste
     return { cleanup() {} };
   }
   await removeStale(opts.socketPath);
-  await listening(server, { path: opts.socketPath, backlog });
+  const umask = narrowUmask(opts.socketMode);
+  try {
+    await listening(server, { path: opts.socketPath, backlog });
+  } finally {
+    process.umask(umask);
+  }
   return { cleanup: ownSocket(opts.socketPath, opts.socketMode) };
+}
+
+/**
+ * Narrows the process umask so that a socket file created now gets no permission outside
+ * `mode` (nor outside what the umask already allowed), and returns the old umask. The kernel
+ * gives a new socket file 0777 minus the umask and accepts connections from the moment it
+ * listens, before ownSocket's chmod: under a umask of 000 any local user could connect in
+ * between. The chmod then widens the mode to `mode` where the old umask had narrowed it.
+ */
+export function narrowUmask(mode: number): number {
+  const old = process.umask(0o777);
+  process.umask(old | (0o777 & ~mode));
+  return old;
 }
 
 /**

@@ -6,7 +6,7 @@ import cluster, { type Worker } from 'node:cluster';
 import fs from 'node:fs';
 import client from 'prom-client';
 import type { Config } from './config.js';
-import { ownSocket, removeStale } from './listen.js';
+import { narrowUmask, ownSocket, removeStale } from './listen.js';
 import type { Logger } from './log.js';
 import { serveMetrics, type MetricsListener } from './metrics.js';
 
@@ -37,6 +37,9 @@ export async function runPrimary(config: Config, log: Logger, exit: (code: numbe
   // umask's mode (0755: Varnish could no longer connect). So the mode is set again whenever
   // the file is new or not in the mode asked for.
   let ownedIno: number | undefined;
+  // The primary binds the file when a worker asks, at any time: its umask stays narrowed for
+  // good (it creates no other files), so the file never starts out wider than the mode.
+  if (config.listenFd === undefined) narrowUmask(config.socketMode);
   cluster.on('listening', () => {
     if (config.listenFd !== undefined || stopping) return;
     try {

@@ -143,6 +143,43 @@ test('without --metrics the primary also outlives its workers: all killed, new o
   }
 });
 
+test('under umask 000 the primary creates the socket file no wider than --socket-mode', async () => {
+  // The primary binds the file when the first worker asks and sets its mode once that
+  // worker reports listening: a file made with the umask's 0777 would be open to every
+  // local user in between. Every mode the file shows (at its creation, at the chmod) is seen.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ls-workers-umask-'));
+  const env = isolatedEnv(dir, { NODE_EXTRA_CA_CERTS: ca.caFile, AWS_ACCESS_KEY_ID: TEST_KEY.accessKeyId, AWS_SECRET_ACCESS_KEY: TEST_KEY.secretAccessKey });
+  const seen = new Set<string>();
+  let name = '';
+  const watcher = fs.watch(dir, (_event, file) => {
+    if (name === '' || file !== name) return;
+    try {
+      seen.add((fs.statSync(path.join(dir, name)).mode & 0o777).toString(8));
+    } catch {
+      // removed meanwhile
+    }
+  });
+  const saved = process.umask(0);
+  let w: DaemonProcess;
+  try {
+    w = spawnDaemon(['--region', 'us-west-2', '--socket', '{socket}', '--socket-mode', '600', '--endpoint', fake.url, '--workers', '2'], env, { dir });
+  } finally {
+    process.umask(saved);
+  }
+  name = path.basename(w.socketPath);
+  assert.is(path.dirname(w.socketPath), dir);
+  try {
+    await w.waitFor(/"workers":2,.*"msg":"listening"/);
+    await sleep(100);
+    assert.ok(seen.size > 0, 'the watcher saw the socket file');
+    assert.equal([...seen], ['600'], `modes seen: ${[...seen].join(', ')}`);
+    assert.is((await send(w.socketPath, { path: invokePath('f'), body: '{}' })).status, 200);
+  } finally {
+    watcher.close();
+    await w.cleanup();
+  }
+});
+
 test('SIGTERM to the primary drains every worker, removes the socket, exits 0', async () => {
   fake.on('slow', () => ({ status: 200, body: 'done', delayMs: 800 }));
   const pending = send(d.socketPath, { path: invokePath('slow'), body: '{}' });
