@@ -544,6 +544,31 @@ test('acceptFrom: another listener serves like the main one; one that starts aft
   }
 });
 
+test('acceptFrom: the other listener\'s connections read into buffers their connection chooses, as the main one\'s', async () => {
+  const pieces: Buffer[] = [];
+  const s = await serve((req, res) => req.read({ data: (c) => pieces.push(c), end: () => res.end('done'), abort: () => {} }));
+  const extraPath = join(dir, `s${n++}.sock`);
+  const extra = net.createServer();
+  s.server.acceptFrom(extra);
+  await new Promise<void>((r) => extra.listen(extraPath, r));
+  try {
+    const body = Buffer.alloc(600_000);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 13 + (i >> 10)) & 0xff;
+    const c = client(extraPath);
+    c.sock.write(Buffer.concat([Buffer.from(`POST /x HTTP/1.1\r\nhost: x\r\ncontent-length: ${body.length}\r\n\r\n`), body]));
+    await c.wait(/done$/, 5000);
+    c.sock.destroy();
+    assert.ok(Buffer.concat(pieces).equals(body), 'the body arrived intact');
+    // Node's own reads give every piece storage of its own, of 64 KiB at most.
+    const stores = new Set(pieces.map((p) => p.buffer));
+    assert.ok(stores.size < pieces.length, `${pieces.length} pieces share storage (${stores.size} stores)`);
+    assert.ok(Math.max(...[...stores].map((b) => b.byteLength)) > 64 << 10, 'reads larger than Node\'s 64 KiB');
+  } finally {
+    if (extra.listening) extra.close();
+    await s.close();
+  }
+});
+
 // ---------------------------------------------------------------------------------------
 // The gate (mayStart): while it is shut, idle connections stop reading and wait in a queue.
 
