@@ -31,15 +31,15 @@ export async function runPrimary(config: Config, log: Logger, exit: (code: numbe
   const fork = (): void => {
     if (!stopping) cluster.fork(env);
   };
-  // The primary creates the socket file for the first worker that listens. When no worker is
-  // left (all died at once, or the last before the others' restarts), the primary's handle is
-  // closed and the file goes with it; the next worker to listen makes a new one, with the
-  // umask's mode (0755: Varnish could no longer connect). So the mode is set again whenever
-  // the file is new or not in the mode asked for.
-  let ownedIno: number | undefined;
   // The primary binds the file when a worker asks, at any time: its umask stays narrowed for
   // good (it creates no other files), so the file never starts out wider than the mode.
   if (config.listenFd === undefined) narrowUmask(config.socketMode);
+  // The primary creates the socket file for the first worker that listens. When no worker is
+  // left (all died at once, or the last before the others' restarts), the primary's handle is
+  // closed and the file goes with it; the next worker to listen makes a new one, narrowed by
+  // the umask as well (660 under umask 022 gives 640: Varnish's group could no longer
+  // connect). So the mode is set again whenever the file is new or not in the mode asked for.
+  let ownedIno: number | undefined;
   cluster.on('listening', () => {
     if (config.listenFd !== undefined || stopping) return;
     try {

@@ -66,7 +66,6 @@ export const RESUME_PER_TURN = 4;
 // 200 KiB), and no read allocates and frees its own 64 KiB.
 const SCRATCH = Buffer.allocUnsafeSlow(64 << 10);
 const BODY_READ_MIN = 16 << 10;
-// Varnish's socket holds about 200 KiB, so no read is larger.
 const BODY_READ_MAX = 256 << 10;
 // A connection waiting at the gate goes on reading, so that a client hanging up is seen at
 // once, until it holds this much; then it stops, and the rest waits in the socket.
