@@ -48,6 +48,7 @@ const SETTINGS_ENABLE_PUSH = 0x2;
 const SETTINGS_MAX_CONCURRENT_STREAMS = 0x3;
 const SETTINGS_INITIAL_WINDOW_SIZE = 0x4;
 const SETTINGS_MAX_FRAME_SIZE = 0x5;
+const SETTINGS_MAX_HEADER_LIST_SIZE = 0x6;
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const DEFAULT_WINDOW = 65_535;
@@ -55,6 +56,12 @@ const MAX_WINDOW = 0x7fffffff;
 const OUR_MAX_FRAME = 16_384;
 /** A response header block larger than this is refused (the stream is reset). */
 const MAX_HEADER_BLOCK = 256 << 10;
+/**
+ * Nor may the decoded list weigh more than this (RFC 9113 §6.5.2's measure; we announce it).
+ * Lambda's answers carry a few KB of headers, and Varnish takes 32 KiB of response head by
+ * default (http_resp_size).
+ */
+const MAX_HEADER_LIST = 64 << 10;
 /** DATA payloads at most this long are copied into the batched write; longer ones go by reference. */
 const COPY_LIMIT = 4096;
 /**
@@ -231,7 +238,7 @@ export class H2Connection extends EventEmitter {
   closing = false;
 
   private nextId = 1;
-  private readonly decoder = new HpackDecoder();
+  private readonly decoder = new HpackDecoder(4096, MAX_HEADER_LIST);
   private readonly streamWindow: number;
   private readonly connectionWindow: number;
   private peerInitialWindow = DEFAULT_WINDOW;
@@ -274,6 +281,7 @@ export class H2Connection extends EventEmitter {
     const settings: Array<[number, number]> = [
       [SETTINGS_ENABLE_PUSH, 0],
       [SETTINGS_INITIAL_WINDOW_SIZE, this.streamWindow],
+      [SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST],
     ];
     this.frame(SETTINGS, 0, 0, settings.length * 6);
     for (const [id, value] of settings) {
@@ -468,15 +476,16 @@ export class H2Connection extends EventEmitter {
     // Every block must be decoded, even for a stream we no longer want: it changes the
     // decoder's table (§4.3).
     const fields: string[] = [];
+    let fits: boolean;
     try {
-      this.decoder.decode(block, fields);
+      fits = this.decoder.decode(block, fields);
     } catch (err) {
       if (err instanceof HpackError) throw new ConnectionError(COMPRESSION_ERROR, err.message);
       throw err;
     }
     const stream = this.streams.get(this.headerStreamId);
     if (stream === undefined || stream.remoteEnded) return;
-    if (block.length > MAX_HEADER_BLOCK) return this.streamError(stream, PROTOCOL_ERROR, 'response headers too large');
+    if (!fits || block.length > MAX_HEADER_BLOCK) return this.streamError(stream, PROTOCOL_ERROR, 'response headers too large');
     if (!stream.responded) {
       let status = 0;
       const headers: Record<string, string | string[]> = {};

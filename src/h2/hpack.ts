@@ -208,9 +208,17 @@ export class HpackDecoder {
   /** What we allow the peer (our SETTINGS_HEADER_TABLE_SIZE; 4096 by default). */
   private readonly limit: number;
   private max: number;
+  /**
+   * The most a decoded header list may weigh, counted as SETTINGS_MAX_HEADER_LIST_SIZE
+   * counts it (RFC 9113 §6.5.2: name + value + 32 per field). A few bytes of indexed
+   * fields can name a 4 KB table entry again and again, so the encoded size bounds
+   * nothing: 256 KiB of them would decode to a gigabyte.
+   */
+  readonly maxList: number;
 
-  constructor(limit = 4096) {
+  constructor(limit = 4096, maxList = 64 << 10) {
     this.limit = limit;
+    this.maxList = maxList;
     this.max = limit;
     const slots = Math.floor(limit / ENTRY_OVERHEAD) + 1;
     this.names = new Array<string>(slots).fill('');
@@ -226,13 +234,18 @@ export class HpackDecoder {
 
   /**
    * Decodes one complete header block into name/value pairs, appended to `out` as
-   * [name, value, name, value, …]. Throws HpackError on anything malformed: a
+   * [name, value, name, value, …]. Returns false when the list weighs more than `maxList`:
+   * `out` is then left as it was, and the rest of the block is still decoded for the
+   * changes it makes to the table (§4.3). Throws HpackError on anything malformed: a
    * connection error (COMPRESSION_ERROR) for the caller.
    */
-  decode(block: Buffer, out: string[]): void {
+  decode(block: Buffer, out: string[]): boolean {
     let at = 0;
     const end = block.length;
     let first = true;
+    const start = out.length;
+    let weight = 0;
+    let fits = true;
     while (at < end) {
       const b = block[at]!;
       if (b & 0x80) {
@@ -254,7 +267,17 @@ export class HpackDecoder {
         at = this.literal(block, at, 4, out, false);
       }
       first = false;
+      if (!fits) out.length = start;
+      else {
+        const n = out.length;
+        weight += out[n - 2]!.length + out[n - 1]!.length + ENTRY_OVERHEAD;
+        if (weight > this.maxList) {
+          fits = false;
+          out.length = start;
+        }
+      }
     }
+    return fits;
   }
 
   private field(index: number, out: string[]): void {

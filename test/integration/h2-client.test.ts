@@ -9,6 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CANCEL, H2Connection, H2StreamError, REFUSED_STREAM, SendBacklog, type H2Stream } from '../../src/h2/connection.ts';
 import { makeTestCA, type TestCA } from '../helpers/tls.ts';
+import { frame, rawH2Peer, type RawPeer } from '../helpers/raw-h2-peer.ts';
 
 let ca: TestCA;
 const cleanups: (() => unknown)[] = [];
@@ -396,6 +397,52 @@ test('cancel sends RST_STREAM(CANCEL) and ends the body with the reason', async 
   for (let i = 0; i < 50 && serverSaw === undefined; i++) await new Promise((r) => setTimeout(r, 10));
   assert.is(serverSaw, CANCEL);
   assert.is(c.active, 0);
+});
+
+async function rawPeer(onFrame?: Parameters<typeof rawH2Peer>[1]): Promise<RawPeer> {
+  const peer = await rawH2Peer(ca, onFrame);
+  cleanups.push(() => peer.close());
+  return peer;
+}
+
+/** HPACK literal with incremental indexing, new name (RFC 7541 §6.2.1); lengths < 16,384. */
+function indexed(name: string, value: string): Buffer {
+  const str = (s: string) => Buffer.concat([Buffer.from(s.length < 127 ? [s.length] : [127, ((s.length - 127) % 128) | 0x80, Math.floor((s.length - 127) / 128)]), Buffer.from(s)]);
+  return Buffer.concat([Buffer.from([0x40]), str(name), str(value)]);
+}
+
+test('regression: a response header list decoding past 64 KiB resets its stream, and the table stays in step', async () => {
+  // One 4,000-byte entry named again by 16,000 one-byte references (about 20 KB on the
+  // wire) decoded to 64 MB of header text: the encoded size was all that was bounded.
+  const peer = await rawPeer((f, sock) => {
+    if (f.type !== 0x1) return;
+    const block =
+      f.id === 1
+        ? Buffer.concat([Buffer.from([0x88]), indexed('x-a', 'a'.repeat(4000)), Buffer.alloc(16_000, 0xbe)])
+        : Buffer.from([0x88, 0xbe]); // the second answer names the entry the first one added
+    const out: Buffer[] = [];
+    for (let at = 0; at < block.length; at += 16_384) {
+      const last = at + 16_384 >= block.length;
+      out.push(frame(at === 0 ? 0x1 : 0x9, (last ? 0x4 : 0) | (last && f.id !== 1 ? 0x1 : 0), f.id, block.subarray(at, at + 16_384)));
+    }
+    sock.write(Buffer.concat(out));
+  });
+  const c = await connect(peer.port);
+  const err = await response(c.request(req('/'), undefined)).catch((e: unknown) => e);
+  assert.instance(err, H2StreamError);
+  assert.match((err as Error).message, 'too large');
+  const ok = await response(c.request(req('/'), undefined));
+  assert.is(ok.status, 200);
+  assert.is(ok.headers['x-a'], 'a'.repeat(4000));
+  assert.not.ok(c.destroyed);
+  const frames = peer.received[0]!;
+  // Our SETTINGS announce the limit (SETTINGS_MAX_HEADER_LIST_SIZE, 0x6).
+  const settings = frames.find((f) => f.type === 0x4 && (f.flags & 0x1) === 0)!.payload;
+  const announced = [];
+  for (let at = 0; at < settings.length; at += 6) if (settings.readUInt16BE(at) === 0x6) announced.push(settings.readUInt32BE(at + 2));
+  assert.equal(announced, [65_536]);
+  for (let i = 0; i < 50 && !frames.some((f) => f.type === 0x3 && f.id === 1); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(frames.some((f) => f.type === 0x3 && f.id === 1), 'RST_STREAM for the oversized answer');
 });
 
 test('a peer speaking garbage: the connection fails its streams and closes', async () => {

@@ -160,6 +160,34 @@ test('decoder: malformed blocks are errors, never guesses', () => {
   bad('ff ff ff ff ff 0f'); // integer above 2^31
 });
 
+test('regression: a few bytes naming one large table entry again and again no longer decode to megabytes', () => {
+  // Nothing bounded the decoded list, only the encoded block: one 4,000-byte entry and
+  // 100,000 one-byte references to it (about 100 KB on the wire) decoded to 400 MB.
+  const d = new HpackDecoder(4096, 64 << 10);
+  const entry = [0x40, ...hpackString('x-a'), ...hpackString('a'.repeat(4000))];
+  const bomb = Buffer.from([0x88, ...entry, ...new Array<number>(100_000).fill(0xbe)]);
+  const out = ['kept', 'as it was'];
+  assert.is(d.decode(bomb, out), false);
+  assert.equal(out, ['kept', 'as it was']);
+  // The block was still decoded to its end, table included: the next block refers to the entry.
+  const next: string[] = [];
+  assert.is(d.decode(Buffer.from([0x88, 0xbe]), next), true);
+  assert.equal(next, [':status', '200', 'x-a', 'a'.repeat(4000)]);
+  // Past the limit, a malformed field is still an error (the table must stay in step).
+  assert.throws(() => new HpackDecoder(4096, 64 << 10).decode(Buffer.from([...entry, ...new Array<number>(20).fill(0xbe), 0xc0]), []), (e: unknown) => e instanceof HpackError);
+});
+
+test('decoder: a list weighing exactly the limit is whole; one byte more is refused', () => {
+  // Each field weighs name + value + 32 (RFC 9113 §6.5.2): 'x-b' + 61 bytes + 32 = 96.
+  const field = [0x00, ...hpackString('x-b'), ...hpackString('v'.repeat(61))];
+  const block = (extra: number[]) => Buffer.from([...field, ...field, ...extra]);
+  const out: string[] = [];
+  assert.is(new HpackDecoder(4096, 192).decode(block([]), out), true);
+  assert.is(out.length, 4);
+  assert.is(new HpackDecoder(4096, 191).decode(block([]), []), false);
+  assert.is(new HpackDecoder(4096, 192).decode(block([0x00, ...hpackString('y'), ...hpackString('')]), []), false);
+});
+
 test('encoder: what it writes decodes to the same fields, in order', () => {
   const fields = [
     ':method', 'POST', ':scheme', 'https', ':authority', 'lambda.us-east-1.amazonaws.com',
@@ -181,7 +209,8 @@ test('encoder: lengths that need a multi-byte integer (RFC 7541 §5.1)', () => {
   for (const n of [126, 127, 128, 255, 16_383, 16_384, 100_000]) {
     const fields = ['x-long', 'v'.repeat(n)];
     const out: string[] = [];
-    new HpackDecoder().decode(encodeHeaders(fields), out);
+    // 100,000 bytes weigh more than the default limit on a decoded list.
+    new HpackDecoder(4096, Infinity).decode(encodeHeaders(fields), out);
     assert.equal(out, fields, String(n));
   }
 });
