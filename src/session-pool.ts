@@ -49,7 +49,9 @@ const CONNECTION_WINDOW = 8 << 20;
 
 export class SessionPool {
   private readonly sessions: PooledSession[] = [];
-  private readonly resolveProtocol = http2wrapper.auto.createResolveProtocol(new Map(), new Map());
+  /** http2-wrapper's record of what each origin negotiated (see connect()). */
+  private readonly alpnCache = new Map<string, string>();
+  private readonly resolveProtocol = http2wrapper.auto.createResolveProtocol(this.alpnCache, new Map());
   private readonly host: string;
   private readonly port: number;
   private readonly servername: string | undefined;
@@ -164,8 +166,13 @@ export class SessionPool {
       timeout: this.opts.connectTimeoutMs,
     } as unknown as Parameters<typeof this.resolveProtocol>[0]);
     let socket = (result as { socket?: TLSSocket }).socket;
-    if (result.timeout) {
+    // A probe that timed out says nothing of the origin's protocols, but http2-wrapper
+    // caches its null all the same, and hands it to the probes that waited on it: forget
+    // it, so that the next connection asks again instead of taking it for "no h2" (null;
+    // an origin without ALPN gives false).
+    if (result.timeout || result.alpnProtocol == null) {
       socket?.destroy();
+      this.alpnCache.clear();
       throw new Error(`TLS connect timed out after ${this.opts.connectTimeoutMs} ms`);
     }
     if (result.alpnProtocol !== 'h2') {

@@ -1,10 +1,13 @@
 // The HTTP/2 session pool under GOAWAY, stream refusals and a thousand invocations in flight.
 import http from 'node:http';
+import net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { makeTestCA, type TestCA } from '../helpers/tls.ts';
 import { startFakeLambda, type FakeLambda } from '../helpers/fake-lambda.ts';
 import { startDaemon, send, invokePath, type TestDaemon } from '../helpers/daemon.ts';
+import { rawH2Peer } from '../helpers/raw-h2-peer.ts';
+import { SessionPool } from '../../src/session-pool.ts';
 
 let ca: TestCA;
 const open: { close(): Promise<void> }[] = [];
@@ -121,6 +124,39 @@ test('idle sessions are reused, not reopened', async () => {
   for (let i = 0; i < 50; i++) assert.is((await send(daemon.socketPath, { path: invokePath('f'), body: '{}' })).status, 200);
   assert.is(fake.sessions, 1);
   assert.is(daemon.upstream.sessions, 1);
+});
+
+test('regression: a first TLS connect that times out does not switch the pool to HTTP/1.1 for good', async () => {
+  // http2-wrapper caches the null protocol of a timed-out probe; the pool read it as "the
+  // origin offers no h2" and sent everything over HTTP/1.1 from then on.
+  const peer = await rawH2Peer(ca);
+  open.push(peer);
+  const held: net.Socket[] = [];
+  const front = net.createServer((c) => {
+    if (held.length === 0) return void held.push(c); // accepted, never answered
+    const up = net.connect(peer.port, '127.0.0.1');
+    c.pipe(up).pipe(c);
+    c.on('error', () => up.destroy());
+    up.on('error', () => c.destroy());
+  });
+  await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+  const pool = new SessionPool({ origin: new URL(`https://localhost:${(front.address() as net.AddressInfo).port}`), ca: [ca.ca], connectTimeoutMs: 200, idleTimeoutMs: 5000 });
+  open.push({
+    async close() {
+      await pool.close(100);
+      for (const c of held) c.destroy();
+      await new Promise((r) => front.close(r));
+    },
+  });
+  const first = pool.reserve();
+  const err = await first.ready.then(() => undefined, (e: unknown) => e);
+  assert.match(String((err as Error)?.message), 'could not connect');
+  pool.release(first);
+  const second = pool.reserve();
+  await second.ready;
+  assert.ok(second.session !== undefined, 'the second connection is HTTP/2');
+  assert.is(pool.http1Only, false);
+  pool.release(second);
 });
 
 test.run();
