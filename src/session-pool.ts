@@ -41,6 +41,10 @@ export interface SessionPoolOptions {
   maxStreamsPerSession?: number;
   /** Shared by the sessions: request-body bytes they have yet to send. */
   backlog?: SendBacklog;
+  /** A session with streams open that has heard nothing for this long is sent a PING. */
+  pingAfterMs?: number;
+  /** …and is closed, its streams failed, when this long passes with no answer. */
+  pingTimeoutMs?: number;
 }
 
 // Responses (rendered pages, images) should not stall on 64 KiB windows.
@@ -49,9 +53,15 @@ const CONNECTION_WINDOW = 8 << 20;
 
 export class SessionPool {
   private readonly sessions: PooledSession[] = [];
+  /** Every connected session until its socket closes, the retired ones with streams left too. */
+  private readonly connected = new Set<H2Connection>();
   /** http2-wrapper's record of what each origin negotiated (see connect()). */
   private readonly alpnCache = new Map<string, string>();
   private readonly resolveProtocol = http2wrapper.auto.createResolveProtocol(this.alpnCache, new Map());
+  private readonly pingAfterMs: number;
+  private readonly pingTimeoutMs: number;
+  private readonly liveness: NodeJS.Timeout;
+  private checkedAt = Date.now();
   private readonly host: string;
   private readonly port: number;
   private readonly servername: string | undefined;
@@ -64,6 +74,11 @@ export class SessionPool {
     this.port = Number(opts.origin.port || 443);
     // RFC 6066 §3: SNI carries host names, never IP literals.
     this.servername = net.isIP(this.host) === 0 ? this.host : undefined;
+    this.pingAfterMs = opts.pingAfterMs ?? 10_000;
+    this.pingTimeoutMs = opts.pingTimeoutMs ?? 10_000;
+    // One timer for the pool, a few times per PING period, at most once a second.
+    const every = Math.max(10, Math.min(1000, this.pingAfterMs / 4, this.pingTimeoutMs / 4));
+    this.liveness = setInterval(() => this.checkAlive(every), every).unref();
   }
 
   get size(): number {
@@ -118,9 +133,20 @@ export class SessionPool {
     if (s.active === 0 && s.session !== undefined) s.session.close();
   }
 
+  /** PINGs the quiet sessions with streams open; closes those that did not answer. */
+  private checkAlive(every: number): void {
+    const now = Date.now();
+    // A tick that comes late means the event loop was held, and an ACK may be waiting
+    // unread: ask, but judge on a later tick.
+    const judge = now - this.checkedAt < every * 3;
+    this.checkedAt = now;
+    for (const c of this.connected) c.checkAlive(now, this.pingAfterMs, this.pingTimeoutMs, judge);
+  }
+
   /** GOAWAY to every session; resolves when their streams have finished, or after graceMs. */
   async close(graceMs: number): Promise<void> {
     this.closing = true;
+    clearInterval(this.liveness);
     const all = [...this.sessions];
     for (const s of all) this.retire(s);
     await Promise.race([
@@ -212,8 +238,12 @@ export class SessionPool {
     c.on('remoteSettings', () => {
       p.limit = Math.max(1, Math.min(c.maxConcurrentStreams, max));
     });
+    this.connected.add(c);
     c.on('goaway', () => this.retire(p));
-    c.on('close', () => this.retire(p));
+    c.on('close', () => {
+      this.connected.delete(c);
+      this.retire(p);
+    });
     c.socket.setTimeout(this.opts.idleTimeoutMs, () => {
       if (p.active === 0) this.retire(p);
     });

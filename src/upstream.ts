@@ -102,6 +102,9 @@ export interface UpstreamOptions {
   ca?: string[];
   connectTimeoutMs?: number;
   idleTimeoutMs?: number;
+  /** HTTP/2 liveness: see SessionPoolOptions (10 s each by default). */
+  pingAfterMs?: number;
+  pingTimeoutMs?: number;
   /** Retries of unprocessed requests, RFC 9113 §8.7. */
   maxRetries?: number;
   onRetry?: (reason: RetryReason) => void;
@@ -173,7 +176,15 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
   const secure = opts.endpoint.protocol === 'https:';
   const backlog = new SendBacklog();
   const pool = secure
-    ? new SessionPool({ origin: opts.endpoint, ca: opts.ca, connectTimeoutMs, idleTimeoutMs: opts.idleTimeoutMs ?? 60_000, backlog })
+    ? new SessionPool({
+        origin: opts.endpoint,
+        ca: opts.ca,
+        connectTimeoutMs,
+        idleTimeoutMs: opts.idleTimeoutMs ?? 60_000,
+        pingAfterMs: opts.pingAfterMs,
+        pingTimeoutMs: opts.pingTimeoutMs,
+        backlog,
+      })
     : undefined;
   const sender = new Sender(pool, new Http1Client(opts.endpoint, opts.ca, connectTimeoutMs), opts.maxRetries ?? 2, opts.onRetry);
 

@@ -236,6 +236,10 @@ export class H2Connection extends EventEmitter {
   destroyed = false;
   /** No new streams: GOAWAY received or sent, or stream ids are running out. */
   closing = false;
+  /** When the peer last sent anything (Date.now() at the read). */
+  heardAt = Date.now();
+  /** When our PING left, while nothing at all has come back since (see checkAlive); else 0. */
+  pingAt = 0;
 
   private nextId = 1;
   private readonly decoder = new HpackDecoder(4096, MAX_HEADER_LIST);
@@ -353,10 +357,39 @@ export class H2Connection extends EventEmitter {
     this.emit('close');
   }
 
+  /**
+   * Liveness, for a peer that vanished without a FIN (a NAT or load-balancer entry dropped,
+   * a host gone) or stopped reading: TCP alone would leave its streams waiting for their
+   * whole time limit. With streams open and nothing heard for `quietMs`, a PING goes out
+   * (RFC 9113 §6.7); when `ackMs` pass and nothing has come back, neither its ACK nor
+   * anything else, the connection is destroyed and its streams fail. They are not retried:
+   * they may have run.
+   * `judge` false defers that verdict, for a caller whose event loop was held up and may
+   * not have read an ACK that is waiting in the socket.
+   */
+  checkAlive(now: number, quietMs: number, ackMs: number, judge = true): void {
+    if (this.destroyed) return;
+    if (this.pingAt !== 0) {
+      if (judge && now - this.pingAt >= ackMs) {
+        this.destroy(new Error(`no answer to PING within ${ackMs / 1000} s`));
+      }
+      return;
+    }
+    if (this.streams.size === 0 || now - this.heardAt < quietMs) return;
+    this.pingAt = now;
+    this.frame(PING, 0, 0, 8);
+    this.batch.fill(0, this.batchAt, this.batchAt + 8);
+    this.batchAt += 8;
+    this.scheduleFlush();
+  }
+
   // -------------------------------------------------------------------------------------
   // Receiving
 
   private onData(chunk: Buffer): void {
+    this.heardAt = Date.now();
+    // Anything from the peer answers a PING as well as its ACK would: it is there.
+    this.pingAt = 0;
     let buf = chunk;
     if (this.pending !== undefined) {
       buf = Buffer.concat([this.pending, chunk]);

@@ -12,7 +12,7 @@ import type { Metrics } from '../../src/metrics.ts';
 import { createServer, type LambdaSignServer } from '../../src/server.ts';
 import { createFastSigner } from '../../src/fast-signer.ts';
 import { createSigner } from '../../src/signer.ts';
-import { createUpstream, type Upstream, type RetryReason } from '../../src/upstream.ts';
+import { createUpstream, type Upstream, type UpstreamOptions, type RetryReason } from '../../src/upstream.ts';
 
 export const TEST_KEY = { accessKeyId: 'AKIDTEST', secretAccessKey: 'secret-test-key' };
 
@@ -31,6 +31,8 @@ export async function startDaemon(opts: {
   options?: RawOptions;
   credentials?: CredentialSource;
   metrics?: Metrics;
+  /** More upstream settings than the flags give (the HTTP/2 liveness periods). */
+  upstream?: Pick<UpstreamOptions, 'pingAfterMs' | 'pingTimeoutMs'>;
 }): Promise<TestDaemon> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lambda-sign-'));
   const socketPath = path.join(dir, 'd.sock');
@@ -51,6 +53,7 @@ export async function startDaemon(opts: {
     endpoint: config.endpoint,
     ca: opts.ca === undefined ? undefined : [opts.ca],
     onRetry: (r) => retries.push(r),
+    ...opts.upstream,
   });
   const signer = (config.signer === 'smithy' ? createSigner : createFastSigner)({ region: config.region, credentials });
   const server = createServer({ config, signer, upstream, credentials, log, metrics: opts.metrics });

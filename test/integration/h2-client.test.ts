@@ -445,6 +445,70 @@ test('regression: a response header list decoding past 64 KiB resets its stream,
   assert.ok(frames.some((f) => f.type === 0x3 && f.id === 1), 'RST_STREAM for the oversized answer');
 });
 
+test('liveness: a silent peer is sent a PING after the quiet period, and dropped when no answer comes', async () => {
+  // A peer that vanished without a FIN (a NAT entry dropped) looks like one that is slow;
+  // until PINGs, its streams waited for their whole time limit (900 s by default).
+  const peer = await rawPeer();
+  const c = await connect(peer.port);
+  await once(c, 'remoteSettings');
+  // Then the peer acknowledges our SETTINGS, and falls silent.
+  for (let i = 0; i < 50 && !peer.received[0]!.some((f) => f.type === 0x4); i++) await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => setTimeout(r, 50));
+  const s = c.request(req('/'), Buffer.from('{}'));
+  const failed = response(s).catch((e: unknown) => e);
+  const t = c.heardAt;
+  const pings = () => peer.received[0]!.filter((f) => f.type === 0x6).length;
+  c.checkAlive(t + 999, 1000, 500);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.is(pings(), 0, 'no PING before the quiet period');
+  c.checkAlive(t + 1000, 1000, 500);
+  for (let i = 0; i < 50 && pings() === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.is(pings(), 1);
+  c.checkAlive(t + 1499, 1000, 500);
+  c.checkAlive(t + 1500, 1000, 500, false);
+  assert.not.ok(c.destroyed, 'not before the deadline, nor on a late tick');
+  c.checkAlive(t + 1500, 1000, 500);
+  assert.ok(c.destroyed);
+  const err = await failed;
+  assert.instance(err, H2StreamError);
+  assert.is((err as H2StreamError).unprocessed, false, 'the request may have run: never retried');
+  assert.match((err as Error).message, 'PING');
+});
+
+test('liveness: anything heard after a PING (its ACK, or other frames) keeps the connection; no streams, no PING', async () => {
+  let answer = true;
+  let peerSocket: tls.TLSSocket | undefined;
+  const peer = await rawPeer((f, sock) => {
+    peerSocket = sock;
+    if (f.type === 0x6 && (f.flags & 0x1) === 0 && answer) sock.write(frame(0x6, 0x1, 0, f.payload));
+  });
+  const c = await connect(peer.port);
+  await once(c, 'remoteSettings');
+  const pings = () => peer.received[0]!.filter((f) => f.type === 0x6).length;
+  c.checkAlive(c.heardAt + 5000, 1000, 500);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.is(pings(), 0, 'an idle connection is not pinged');
+  const s = c.request(req('/'), Buffer.from('{}'));
+  s.on('error', () => {});
+  c.checkAlive(c.heardAt + 1000, 1000, 500);
+  assert.ok(c.pingAt > 0);
+  for (let i = 0; i < 50 && c.pingAt !== 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.is(c.pingAt, 0, 'the ACK answers the PING');
+  c.checkAlive(c.heardAt + 999, 1000, 500);
+  assert.not.ok(c.destroyed);
+  // A PING the peer does not answer, but it sends something else: a WINDOW_UPDATE.
+  answer = false;
+  c.checkAlive(c.heardAt + 1000, 1000, 500);
+  const sentAt = c.pingAt;
+  assert.ok(sentAt > 0);
+  for (let i = 0; i < 50 && pings() < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.is(pings(), 2);
+  peerSocket!.write(frame(0x8, 0, 0, Buffer.from([0, 0, 0, 1])));
+  for (let i = 0; i < 50 && c.pingAt !== 0; i++) await new Promise((r) => setTimeout(r, 10));
+  c.checkAlive(sentAt + 500, 1000, 500);
+  assert.not.ok(c.destroyed);
+});
+
 test('a peer speaking garbage: the connection fails its streams and closes', async () => {
   const srv = tls.createServer({ cert: ca.cert, key: ca.key, ALPNProtocols: ['h2'] }, (sock) => {
     // A frame header announcing 2 MB, larger than any SETTINGS we allow.

@@ -126,6 +126,36 @@ test('idle sessions are reused, not reopened', async () => {
   assert.is(daemon.upstream.sessions, 1);
 });
 
+test('regression: a session whose peer fell silent leaves the pool; its uploads are 502, not held for --timeout', async () => {
+  // A session stayed in the pool for good when its peer vanished without a FIN: every new
+  // invocation went onto it and waited the whole --timeout (900 s by default), and bodies
+  // stuck behind its closed window stopped the daemon reading any request, /healthz too.
+  const peer = await rawH2Peer(ca); // SETTINGS exchanged, then silence: no window, no answer, no PING ACK
+  open.push(peer);
+  const daemon = await startDaemon({
+    endpoint: `https://localhost:${peer.port}`,
+    ca: ca.ca,
+    options: { timeout: '10' },
+    upstream: { pingAfterMs: 100, pingTimeoutMs: 200 },
+  });
+  open.push(daemon);
+  const big = Buffer.alloc(5 << 20, 0x61);
+  const uploads = [send(daemon.socketPath, { path: invokePath('f'), body: big }), send(daemon.socketPath, { path: invokePath('f'), body: big })];
+  const health = await send(daemon.socketPath, { method: 'GET', path: '/healthz' });
+  assert.is(health.status, 200);
+  for (const r of await Promise.all(uploads)) {
+    assert.is(r.status, 502);
+    assert.is(r.json().error, 'UpstreamUnavailable');
+  }
+  assert.is(daemon.upstream.sessions, 0, 'the dead session left the pool');
+  assert.is(daemon.upstream.backlog.bytes, 0, 'its unsent bodies are no longer counted');
+  assert.equal(daemon.retries, [], 'never retried: the requests may have run');
+  // The next invocation goes to a new connection (and meets the same silence).
+  const next = await send(daemon.socketPath, { path: invokePath('f'), body: '{}' });
+  assert.is(next.status, 502);
+  assert.is(peer.received.length, 2);
+});
+
 test('regression: a first TLS connect that times out does not switch the pool to HTTP/1.1 for good', async () => {
   // http2-wrapper caches the null protocol of a timed-out probe; the pool read it as "the
   // origin offers no h2" and sent everything over HTTP/1.1 from then on.
