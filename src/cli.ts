@@ -130,7 +130,9 @@ async function main(): Promise<void> {
   let waiting = (): number => 0;
   const metrics = createMetrics({ sessions: () => sessions(), waiting: () => waiting() });
   let resolvedOnce = false;
-  const credentials = createCredentials(defaultChain({ profile: config.profile }), {
+  const chain = () => defaultChain({ profile: config.profile, region: config.region });
+  const credentials = createCredentials(chain(), {
+    renew: chain,
     onRefresh(ok, err) {
       metrics.credentialRefresh(ok);
       if (!ok && resolvedOnce) log.warn({ err }, 'credential refresh failed; the current credentials serve until they expire');

@@ -33,24 +33,43 @@ export interface CredentialOptions {
   onRefresh?: (ok: boolean, err?: unknown) => void;
   /** A lookup that takes longer fails (a hung credential_process or SSO call must be a 503). */
   lookupTimeoutMs?: number;
+  /**
+   * A new provider, for the lookups after one timed out. The SDK's chain makes a forced
+   * refresh that starts while another runs wait on that one, so the old provider would tie
+   * every later lookup to the hung call until it ends, minutes later on a dead connection.
+   */
+  renew?: () => AwsCredentialIdentityProvider;
 }
 
 type Provider = (opts?: { forceRefresh?: boolean }) => Promise<AwsCredentialIdentity>;
 
-export function defaultChain(opts: { profile?: string } = {}): AwsCredentialIdentityProvider {
-  return fromNodeProviderChain(opts.profile === undefined ? {} : { profile: opts.profile });
+/**
+ * The chain, its STS and SSO clients in our region: without one they take AWS_REGION or
+ * the profile's, else us-east-1, where a web-identity role of aws-cn or aws-us-gov cannot
+ * be assumed.
+ */
+export function defaultChain(opts: { profile?: string; region?: string } = {}): AwsCredentialIdentityProvider {
+  return fromNodeProviderChain({
+    ...(opts.profile === undefined ? {} : { profile: opts.profile }),
+    ...(opts.region === undefined ? {} : { clientConfig: { region: opts.region } }),
+  });
 }
 
-export function createCredentials(provider: AwsCredentialIdentityProvider, opts: CredentialOptions = {}): CredentialSource {
+export function createCredentials(first: AwsCredentialIdentityProvider, opts: CredentialOptions = {}): CredentialSource {
   const timeoutMs = opts.lookupTimeoutMs ?? 10_000;
+  let provider = first;
   const lookup = async (o: { forceRefresh?: boolean }): Promise<AwsCredentialIdentity> => {
     let timer: NodeJS.Timeout | undefined;
+    const used = provider;
     try {
       return await Promise.race([
         // async: a provider that throws synchronously becomes a rejection, not an escape
-        (async () => (provider as Provider)(o))(),
+        (async () => (used as Provider)(o))(),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`credential lookup took more than ${timeoutMs} ms`)), timeoutMs);
+          timer = setTimeout(() => {
+            if (opts.renew !== undefined && provider === used) provider = opts.renew();
+            reject(new Error(`credential lookup took more than ${timeoutMs} ms`));
+          }, timeoutMs);
         }),
       ]);
     } finally {

@@ -1,9 +1,13 @@
 // credentials.ts: createCredentials over fake providers and an injected clock: pass-through,
 // failure → CredentialsUnavailable 503, the failure window, one shared attempt, recovery.
+import fs from 'node:fs';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
-import { createCredentials, staticCredentials } from '../../src/credentials.ts';
+import { createCredentials, defaultChain, staticCredentials } from '../../src/credentials.ts';
 import { CredentialsUnavailableError, errorResponse } from '../../src/errors.ts';
 
 const CREDS: AwsCredentialIdentity = { accessKeyId: 'AKIDTEST', secretAccessKey: 'secret', sessionToken: 'token' };
@@ -252,6 +256,55 @@ test('a lookup that hangs fails after lookupTimeoutMs: a 503, not a hung request
   const err = await rejection(source.get());
   assert.instance(err, CredentialsUnavailableError);
   assert.ok(Date.now() - t0 < 1000);
+});
+
+test('regression: after a lookup times out, the next one goes to a new provider, not to the hung call', async () => {
+  // The SDK's chain joins a forced refresh to the one still running: after one hung call,
+  // every lookup timed out with it until it ended, although the source answered again.
+  const hung = { calls: 0 };
+  const provider = (() => (hung.calls++, new Promise(() => {}))) as AwsCredentialIdentityProvider;
+  let renewed = 0;
+  const source = createCredentials(provider, {
+    lookupTimeoutMs: 30,
+    failureTtlMs: 0,
+    renew: () => (renewed++, (async () => ({ ...CREDS, accessKeyId: 'AKIDNEW' })) as AwsCredentialIdentityProvider),
+  });
+  assert.instance(await rejection(source.get()), CredentialsUnavailableError);
+  assert.is(renewed, 1);
+  assert.is((await source.get()).accessKeyId, 'AKIDNEW');
+  assert.is(hung.calls, 1, 'the hung provider was not asked again');
+});
+
+test('defaultChain hands our region to the chain’s STS client (web identity in aws-cn)', async () => {
+  // Without it, STS went to us-east-1 whatever --region said, where an aws-cn role cannot
+  // be assumed. The token file is read; the STS call is stopped before it leaves.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lambda-sign-wi-'));
+  fs.writeFileSync(path.join(dir, 'token'), 'eyJhbGciOiJub25lIn0.e30.');
+  const saved = { ...process.env };
+  const hosts: string[] = [];
+  const original = https.request;
+  try {
+    for (const k of ['AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_PROFILE', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_CONTAINER_CREDENTIALS_FULL_URI', 'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI']) delete process.env[k];
+    Object.assign(process.env, {
+      AWS_WEB_IDENTITY_TOKEN_FILE: path.join(dir, 'token'),
+      AWS_ROLE_ARN: 'arn:aws-cn:iam::123456789012:role/lambda-sign',
+      AWS_CONFIG_FILE: path.join(dir, 'none'),
+      AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'none'),
+      AWS_EC2_METADATA_DISABLED: 'true',
+    });
+    (https as { request: unknown }).request = (opts: https.RequestOptions) => {
+      hosts.push(String(opts.hostname ?? opts.host));
+      throw new Error('no network in tests');
+    };
+    await defaultChain({ region: 'cn-north-1' })().catch(() => undefined);
+  } finally {
+    (https as { request: unknown }).request = original;
+    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+    Object.assign(process.env, saved);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  assert.ok(hosts.length > 0, 'STS was asked');
+  assert.ok(hosts.every((h) => h.endsWith('cn-north-1.amazonaws.com.cn')), hosts.join(', '));
 });
 
 test('staticCredentials always answers the same credentials', async () => {
