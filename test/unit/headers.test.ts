@@ -3,6 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { outboundHeaders, responseHeaders } from '../../src/headers.ts';
+import { InvalidRequestError } from '../../src/errors.ts';
 
 const ALLOWED = {
   'content-type': 'application/json',
@@ -48,6 +49,17 @@ for (const name of Object.keys(DROPPED)) {
     assert.equal(out, { 'content-type': 'text/plain' });
   });
 }
+
+test('regression: an allowed header with a byte past ASCII is refused (400), not signed wrongly', () => {
+  // It was sent to Lambda as a latin1 byte but signed as UTF-8, so any client could make
+  // the daemon send requests whose signature Lambda refuses.
+  for (const value of ['text/plain; charset=\u00e9', 'application/json\u00a0', 'x\u007f']) {
+    assert.throws(() => outboundHeaders({ 'content-type': value }), (e: unknown) => e instanceof InvalidRequestError && e.status === 400, JSON.stringify(value));
+  }
+  assert.equal(outboundHeaders({ 'content-type': 'text/plain;\tcharset=utf-8' }), { 'content-type': 'text/plain;\tcharset=utf-8' });
+  // Headers that are dropped anyway may carry anything.
+  assert.equal(outboundHeaders({ cookie: 'n=\u00e9', 'content-type': 'a/b' }), { 'content-type': 'a/b' });
+});
 
 for (const [name, value] of Object.entries(ALLOWED)) {
   test(`outboundHeaders keeps ${name} alone`, () => {
