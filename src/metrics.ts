@@ -7,8 +7,12 @@ import { removeStale } from './listen.js';
 
 export interface Metrics {
   readonly registry: client.Registry;
-  request(fn: string | undefined, status: number, errorCode: string | undefined, bytesIn: number, bytesOut: number): void;
-  upstreamDuration(fn: string, seconds: number): void;
+  /**
+   * `claim`: whether `fn` may take one of the capped label slots; when false, a name not
+   * labelled yet counts as "other". Only names Lambda answered for should claim (see server.ts).
+   */
+  request(fn: string | undefined, status: number, errorCode: string | undefined, bytesIn: number, bytesOut: number, claim?: boolean): void;
+  upstreamDuration(fn: string, seconds: number, claim?: boolean): void;
   inflight(delta: 1 | -1): void;
   retry(reason: string): void;
   credentialRefresh(ok: boolean): void;
@@ -87,25 +91,25 @@ export function createMetrics(opts: { sessions?: () => number; waiting?: () => n
   const seen = new Set<string>();
   const requestChildren = new Map<string, client.Counter.Internal>();
   const durationChildren = new Map<string, client.Histogram.Internal<'function'>>();
-  const label = (fn: string | undefined): string => {
+  const label = (fn: string | undefined, claim: boolean): string => {
     if (fn === undefined) return '-';
     if (seen.has(fn)) return fn;
-    if (seen.size >= MAX_FUNCTION_LABELS) return 'other';
+    if (!claim || seen.size >= MAX_FUNCTION_LABELS) return 'other';
     seen.add(fn);
     return fn;
   };
 
   return {
     registry,
-    request(fn, status, code, inBytes, outBytes) {
-      const fnLabel = label(fn);
+    request(fn, status, code, inBytes, outBytes, claim = true) {
+      const fnLabel = label(fn, claim);
       cached(requestChildren, `${fnLabel}\0${status}`, () => requests.labels(fnLabel, String(status))).inc();
       if (code !== undefined) errors.inc({ code });
       if (inBytes > 0) bytesIn.inc(inBytes);
       if (outBytes > 0) bytesOut.inc(outBytes);
     },
-    upstreamDuration(fn, seconds) {
-      const fnLabel = label(fn);
+    upstreamDuration(fn, seconds, claim = true) {
+      const fnLabel = label(fn, claim);
       cached(durationChildren, fnLabel, () => duration.labels(fnLabel)).observe(seconds);
     },
     inflight(delta) {

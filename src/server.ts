@@ -124,6 +124,16 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
       super();
     }
 
+    /**
+     * Whether this call's function may take a metrics label of its own: only once Lambda
+     * answered for it, and not with 404 (no such function). A client choosing names that
+     * are refused (403, 400) or do not exist would otherwise use up the capped label set,
+     * and the real functions would be counted as "other".
+     */
+    get labelled(): boolean {
+      return this.upstreamStatus !== undefined && this.upstreamStatus !== 404;
+    }
+
     /** Starts the invocation's clock; it is cancelled when the time is up. */
     sent(): void {
       this.sentAt = performance.now();
@@ -135,7 +145,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
       if (this.finished || this.sentAt === 0) return;
       this.finished = true;
       clearTimeout(this.timer);
-      metrics?.upstreamDuration(this.fn!, (performance.now() - this.sentAt) / 1000);
+      metrics?.upstreamDuration(this.fn!, (performance.now() - this.sentAt) / 1000, this.labelled);
     }
 
     answered(up: UpstreamResponse): void {
@@ -197,7 +207,7 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
       // 499, as nginx logs it: the client closed the connection before any answer.
       const status = this.status ?? (res.headersSent ? res.statusCode : 499);
       const complete = res.writableFinished;
-      metrics?.request(this.fn, status, this.error, this.bytesIn ?? 0, this.bytesOut ?? 0);
+      metrics?.request(this.fn, status, this.error, this.bytesIn ?? 0, this.bytesOut ?? 0, this.labelled);
       const level = status >= 500 || !complete ? 'warn' : 'info';
       // The line is only built when it will be written: at 10,000 req/s it is not free.
       if (log.isLevelEnabled(level)) {

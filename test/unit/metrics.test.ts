@@ -131,6 +131,20 @@ test('function labels are capped at 500 distinct names, then "other"; known name
   assert.is(value(text, 'lambda_sign_upstream_duration_seconds_count', { function: 'fn-600' }), undefined);
 });
 
+test('a name that may not claim a label counts as "other" and leaves the slots to the others', async () => {
+  const m = createMetrics({ defaultMetrics: false });
+  for (let i = 0; i < 600; i++) m.request(`made-up-${i}`, 403, 'FunctionNotAllowed', 0, 0, false);
+  m.upstreamDuration('made-up-600', 0.1, false);
+  m.request('real', 200, undefined, 0, 0);
+  m.request('real', 502, 'UpstreamUnavailable', 0, 0, false); // labelled already: keeps its name
+  const text = await m.registry.metrics();
+  assert.is(value(text, 'lambda_sign_requests_total', { function: 'other', status: '403' }), 600);
+  assert.is(value(text, 'lambda_sign_requests_total', { function: 'real', status: '200' }), 1);
+  assert.is(value(text, 'lambda_sign_requests_total', { function: 'real', status: '502' }), 1);
+  assert.is(value(text, 'lambda_sign_upstream_duration_seconds_count', { function: 'other' }), 1);
+  assert.not.match(text, 'made-up');
+});
+
 interface Got {
   status: number;
   headers: http.IncomingHttpHeaders;
