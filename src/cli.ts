@@ -21,7 +21,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import tls from 'node:tls';
 import client from 'prom-client';
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { buildConfig, ConfigError, DEFAULTS, LOG_LEVELS, type Config, type RawOptions } from './config.js';
 import { createCredentials, defaultChain } from './credentials.js';
 import { addAcceptors, DEFAULT_ACCEPTORS, listen } from './listen.js';
@@ -87,7 +87,15 @@ function activatedFd(): number | undefined {
 
 async function main(): Promise<void> {
   const cmd = program();
-  cmd.parse(process.argv);
+  // Commander exits 1 for a flag it refuses (an unknown option, a choice not offered);
+  // buildConfig's refusals exit 2. One status for every bad command line: 2.
+  cmd.exitOverride();
+  try {
+    cmd.parse(process.argv);
+  } catch (err) {
+    if (!(err instanceof CommanderError)) throw err;
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  }
   let config: Config;
   try {
     // A cluster worker learns systemd's descriptor from the primary, not from LISTEN_*.
@@ -190,8 +198,8 @@ async function main(): Promise<void> {
     log.info('stopped');
     endLog(log, () => process.exit(0));
   };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
+  // SIGHUP too (the terminal closed): a drain, never the default's death mid-request.
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => void stop(signal));
 
   let listening: Awaited<ReturnType<typeof listen>> | undefined;
   try {

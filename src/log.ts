@@ -66,7 +66,8 @@ export function errorSummary(err: unknown): Record<string, unknown> {
   const causes: string[] = [];
   for (let depth = 0; e instanceof Error && depth < 4; depth++) {
     const code = (e as { code?: unknown }).code;
-    const text = `${typeof code === 'string' ? code + ': ' : ''}${e.message}`;
+    // Node's system errors start their message with the code already.
+    const text = typeof code === 'string' && !e.message.startsWith(code) ? `${code}: ${e.message}` : e.message;
     if (depth === 0) out.message = text;
     else causes.push(text);
     e = e.cause;

@@ -40,7 +40,9 @@ export async function runPrimary(config: Config, log: Logger, exit: (code: numbe
   // the umask as well (660 under umask 022 gives 640: Varnish's group could no longer
   // connect). So the mode is set again whenever the file is new or not in the mode asked for.
   let ownedIno: number | undefined;
+  let served = false;
   cluster.on('listening', () => {
+    served = true;
     if (config.listenFd !== undefined || stopping) return;
     try {
       const st = fs.statSync(config.socketPath);
@@ -57,14 +59,24 @@ export async function runPrimary(config: Config, log: Logger, exit: (code: numbe
   });
   cluster.on('exit', (worker, code, signal) => {
     if (stopping) return;
+    if (!served) {
+      // No worker has ever listened: this one failed at start (an unreadable --ca-file, a
+      // socket directory that does not exist), and its restarts would fail the same way,
+      // every second, for good. Stop, with its status (2 for a bad flag), as one process would.
+      log.fatal({ worker: worker.process.pid, code, signal }, 'a worker failed before serving; stopping');
+      stopping = true;
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+      log.flush();
+      return exit(code !== null && code !== 0 ? code : 1);
+    }
     if (config.listenFd !== undefined && Object.keys(cluster.workers ?? {}).length === 0) {
       // The last worker's exit closed the primary's handle on systemd's descriptor, and with
       // it the descriptor: a new worker would have nothing to listen on. Exit instead, so
       // that systemd starts the service again on the socket it still holds (Restart=on-failure).
-      log.fatal({ pid: worker.process.pid, code, signal }, 'every worker has exited; exiting for systemd to restart the service');
+      log.fatal({ worker: worker.process.pid, code, signal }, 'every worker has exited; exiting for systemd to restart the service');
       return exit(1);
     }
-    log.error({ pid: worker.process.pid, code, signal }, 'worker exited; starting another');
+    log.error({ worker: worker.process.pid, code, signal }, 'worker exited; starting another');
     setTimeout(fork, 1000);
   });
   for (let i = 0; i < config.workers; i++) fork();
@@ -101,6 +113,5 @@ export async function runPrimary(config: Config, log: Logger, exit: (code: numbe
     log.flush();
     exit(0);
   };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => void stop(signal));
 }

@@ -80,6 +80,49 @@ test('bad flags exit 2 with a message naming the flag', async () => {
   assert.ok(d.lines.some((l) => l.includes('--max-body')), d.lines.join('\n'));
 });
 
+test('regression: flags commander refuses exit 2 as well (an unknown option, a choice not offered)', async () => {
+  // They exited 1, where buildConfig's refusals exit 2.
+  for (const bad of [['--log-level', 'loud'], ['--signer', 'foo'], ['--no-such-flag']]) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ls-proc-'));
+    const d = spawnDaemon(['--region', 'us-west-2', ...bad], isolatedEnv(dir), { dir });
+    procs.push(d);
+    assert.is(await d.exited, 2, bad.join(' '));
+    assert.ok(d.lines.some((l) => l.includes(bad[0]!)), d.lines.join('\n'));
+  }
+});
+
+/** The exit code, or 'still running' after `ms`: a daemon that never stops must fail the test, not hang it. */
+const exitWithin = (d: DaemonProcess, ms: number): Promise<number | null | string> =>
+  Promise.race([d.exited, sleep(ms).then(() => 'still running')]);
+
+test('regression: with --workers, a failure at start in the workers stops the daemon with its status', async () => {
+  // Workers read --ca-file and listen; the primary restarted them every second for good.
+  const missing = start(['--workers', '2', '--ca-file', '/nonexistent/ca.pem']);
+  assert.is(await exitWithin(missing, 15_000), 2);
+  assert.ok(missing.lines.some((l) => l.includes('--ca-file')), missing.lines.join('\n'));
+  assert.ok(missing.lines.some((l) => l.includes('a worker failed before serving')), missing.lines.join('\n'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ls-proc-'));
+  const nowhere = start(['--workers', '2', '--socket', path.join(dir, 'no-such-dir', 'd.sock')]);
+  assert.is(await exitWithin(nowhere, 15_000), 1);
+  assert.ok(nowhere.lines.some((l) => l.includes('cannot listen')), nowhere.lines.join('\n'));
+});
+
+test('SIGHUP (a closed terminal) drains as SIGTERM does: the in-flight invocation finishes, exit 0', async () => {
+  fake.on('hup-slow', () => ({ status: 200, body: 'finished', delayMs: 800 }));
+  for (const workers of ['1', '2']) {
+    const d = start(['--workers', workers]);
+    await d.waitFor(/"msg":"listening"/);
+    if (workers === '2') for (let i = 0; i < 100 && d.lines.filter((l) => l.includes('"version"')).length < 2; i++) await sleep(50);
+    const pending = send(d.socketPath, { path: invokePath('hup-slow'), body: '{}' }).then((r) => r.status, (e: Error) => e.message);
+    for (let i = 0; i < 100 && fake.inflight === 0; i++) await sleep(10);
+    d.kill('SIGHUP');
+    assert.is(await pending, 200, `--workers ${workers}`);
+    assert.ok(d.lines.some((l) => /"signal":"SIGHUP".*"msg":"draining"/.test(l)), `--workers ${workers}`);
+    assert.is(await d.exited, 0, `--workers ${workers}`);
+    assert.not.ok(fs.existsSync(d.socketPath), 'the socket file is removed');
+  }
+});
+
 test('SIGTERM: stops accepting, finishes the in-flight invocation, exits 0', async () => {
   fake.on('drain-slow', () => ({ status: 200, body: 'finished', delayMs: 1500 }));
   const d = start();

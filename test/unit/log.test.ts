@@ -115,6 +115,11 @@ test('errorSummary: code and message of the error and each cause, nothing else',
   assertNoSecret(JSON.stringify(errorSummary(secretError())));
 });
 
+test('errorSummary: a system error whose message starts with its code shows the code once', () => {
+  const err = Object.assign(new Error("ENOENT: no such file or directory, open '/x.pem'"), { code: 'ENOENT' });
+  assert.equal(errorSummary(err), { message: "ENOENT: no such file or directory, open '/x.pem'" });
+});
+
 test('errorSummary: no stack, no causes key without a cause, codes only when strings', () => {
   assert.equal(errorSummary(new Error('plain')), { message: 'plain' });
   assert.equal(errorSummary(Object.assign(new Error('numbered'), { code: 42 })), { message: 'numbered' });
