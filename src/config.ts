@@ -77,9 +77,19 @@ export const DEFAULTS = Object.freeze({
 
 const REGION_RE = /^[a-z]{2,4}(?:-[a-z]+)+-\d{1,2}$/;
 
+// The partitions whose regions live under a DNS suffix of their own (the AWS SDK's
+// partitions table); every other region, GovCloud included, is under amazonaws.com.
+const DNS_SUFFIXES: readonly [prefix: string, suffix: string][] = [
+  ['cn-', 'amazonaws.com.cn'],
+  ['eusc-', 'amazonaws.eu'],
+  ['us-isob-', 'sc2s.sgov.gov'],
+  ['us-isof-', 'csp.hci.ic.gov'],
+  ['us-iso-', 'c2s.ic.gov'],
+  ['eu-isoe-', 'cloud.adc-e.uk'],
+];
+
 export function defaultEndpoint(region: string): string {
-  // China regions live under their own DNS suffix.
-  const suffix = region.startsWith('cn-') ? 'amazonaws.com.cn' : 'amazonaws.com';
+  const suffix = DNS_SUFFIXES.find(([prefix]) => region.startsWith(prefix))?.[1] ?? 'amazonaws.com';
   return `https://lambda.${region}.${suffix}`;
 }
 

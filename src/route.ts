@@ -37,9 +37,10 @@ export type Route =
 // Lambda's Invoke FunctionName pattern, made stricter where its looseness would let
 // odd strings through: a full ARN must name the account and `function:`; no dots
 // (CreateFunction never allows them, and `..` must never reach a path).
-// Regions: two to four letters (`eusc-de-east-1`), optional -gov, a word, a number.
+// Regions, as --region takes them: two to four letters, words, a number (`us-west-2`,
+// `us-gov-west-1`, `eusc-de-east-1`, `us-isob-east-1`).
 const FUNCTION_RE =
-  /^(?:arn:aws[a-zA-Z-]*:lambda:([a-z]{2,4}(?:-gov)?-[a-z]+-\d{1,2}):(?=\d{12}:function:))?(?:(\d{12}):function:)?([a-zA-Z0-9_-]{1,64})(?::(\$LATEST|[a-zA-Z0-9_-]{1,128}))?$/;
+  /^(?:arn:aws[a-zA-Z-]*:lambda:([a-z]{2,4}(?:-[a-z]+)+-\d{1,2}):(?=\d{12}:function:))?(?:(\d{12}):function:)?([a-zA-Z0-9_-]{1,64})(?::(\$LATEST|[a-zA-Z0-9_-]{1,128}))?$/;
 const QUALIFIER_RE = /^(?:\$LATEST|[a-zA-Z0-9_-]{1,128})$/;
 // Lambda's documented maximum length of FunctionName for Invoke.
 const MAX_FUNCTION_ID = 170;

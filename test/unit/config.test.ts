@@ -125,6 +125,13 @@ const DEFAULT_ENDPOINTS: [string, string][] = [
   ['cn-northwest-1', 'https://lambda.cn-northwest-1.amazonaws.com.cn/'],
   ['us-gov-west-1', 'https://lambda.us-gov-west-1.amazonaws.com/'],
   ['ap-southeast-2', 'https://lambda.ap-southeast-2.amazonaws.com/'],
+  // Partitions with DNS suffixes of their own (the AWS SDK's partitions table); these
+  // were built on amazonaws.com.
+  ['eusc-de-east-1', 'https://lambda.eusc-de-east-1.amazonaws.eu/'],
+  ['us-iso-east-1', 'https://lambda.us-iso-east-1.c2s.ic.gov/'],
+  ['us-isob-east-1', 'https://lambda.us-isob-east-1.sc2s.sgov.gov/'],
+  ['us-isof-south-1', 'https://lambda.us-isof-south-1.csp.hci.ic.gov/'],
+  ['eu-isoe-west-1', 'https://lambda.eu-isoe-west-1.cloud.adc-e.uk/'],
 ];
 
 for (const [region, href] of DEFAULT_ENDPOINTS) {

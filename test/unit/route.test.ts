@@ -132,6 +132,23 @@ const ACCEPTED: Accepted[] = [
     region: 'us-gov-west-1',
     wire: 'arn%3Aaws-us-gov%3Alambda%3Aus-gov-west-1%3A123456789012%3Afunction%3Amy-fn%3A3',
   },
+  // Regions of more than one word after the prefix were refused as invalid names.
+  {
+    segment: 'arn:aws-eusc:lambda:eusc-de-east-1:123456789012:function:my-fn',
+    id: 'arn:aws-eusc:lambda:eusc-de-east-1:123456789012:function:my-fn',
+    name: 'my-fn',
+    account: '123456789012',
+    region: 'eusc-de-east-1',
+    wire: 'arn%3Aaws-eusc%3Alambda%3Aeusc-de-east-1%3A123456789012%3Afunction%3Amy-fn',
+  },
+  {
+    segment: 'arn:aws-iso-b:lambda:us-isob-east-1:123456789012:function:my-fn',
+    id: 'arn:aws-iso-b:lambda:us-isob-east-1:123456789012:function:my-fn',
+    name: 'my-fn',
+    account: '123456789012',
+    region: 'us-isob-east-1',
+    wire: 'arn%3Aaws-iso-b%3Alambda%3Aus-isob-east-1%3A123456789012%3Afunction%3Amy-fn',
+  },
 ];
 
 for (const c of ACCEPTED) {
