@@ -44,30 +44,43 @@ export interface CredentialOptions {
 type Provider = (opts?: { forceRefresh?: boolean }) => Promise<AwsCredentialIdentity>;
 
 /**
- * The chain, its STS and SSO clients in our region: without one they take AWS_REGION or
- * the profile's, else us-east-1, where a web-identity role of aws-cn or aws-us-gov cannot
- * be assumed.
+ * The chain, told our region as an SDK client tells it (its "parent" config): without it,
+ * web identity's STS call goes to AWS_REGION or else us-east-1, where a role of aws-cn or
+ * aws-us-gov cannot be assumed. Not as clientConfig.region, which would also override what
+ * the profile says: SSO's sso_region (IAM Identity Center answers in its home region only)
+ * and an assume-role profile's region.
  */
 export function defaultChain(opts: { profile?: string; region?: string } = {}): AwsCredentialIdentityProvider {
   return fromNodeProviderChain({
     ...(opts.profile === undefined ? {} : { profile: opts.profile }),
-    ...(opts.region === undefined ? {} : { clientConfig: { region: opts.region } }),
+    ...(opts.region === undefined ? {} : { parentClientConfig: { region: opts.region } }),
   });
 }
+
+/** Lookups given up on that may still be running (a process, a socket) before we stop renewing. */
+const MAX_ABANDONED = 2;
 
 export function createCredentials(first: AwsCredentialIdentityProvider, opts: CredentialOptions = {}): CredentialSource {
   const timeoutMs = opts.lookupTimeoutMs ?? 10_000;
   let provider = first;
+  let abandoned = 0;
   const lookup = async (o: { forceRefresh?: boolean }): Promise<AwsCredentialIdentity> => {
     let timer: NodeJS.Timeout | undefined;
     const used = provider;
+    // async: a provider that throws synchronously becomes a rejection, not an escape
+    const call = (async () => (used as Provider)(o))();
     try {
       return await Promise.race([
-        // async: a provider that throws synchronously becomes a rejection, not an escape
-        (async () => (used as Provider)(o))(),
+        call,
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => {
-            if (opts.renew !== undefined && provider === used) provider = opts.renew();
+            // The call goes on (the SDK cannot cancel a credential_process or an HTTP call):
+            // a new chain for the next lookup, while few enough such calls are left running
+            // that a source that keeps hanging cannot pile up processes or sockets.
+            abandoned++;
+            const settled = (): void => void abandoned--;
+            call.then(settled, settled);
+            if (opts.renew !== undefined && provider === used && abandoned <= MAX_ABANDONED) provider = opts.renew();
             reject(new Error(`credential lookup took more than ${timeoutMs} ms`));
           }, timeoutMs);
         }),

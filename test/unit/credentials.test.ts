@@ -1,5 +1,6 @@
 // credentials.ts: createCredentials over fake providers and an injected clock: pass-through,
 // failure → CredentialsUnavailable 503, the failure window, one shared attempt, recovery.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
@@ -275,36 +276,87 @@ test('regression: after a lookup times out, the next one goes to a new provider,
   assert.is(hung.calls, 1, 'the hung provider was not asked again');
 });
 
-test('defaultChain hands our region to the chain’s STS client (web identity in aws-cn)', async () => {
-  // Without it, STS went to us-east-1 whatever --region said, where an aws-cn role cannot
-  // be assumed. The token file is read; the STS call is stopped before it leaves.
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lambda-sign-wi-'));
-  fs.writeFileSync(path.join(dir, 'token'), 'eyJhbGciOiJub25lIn0.e30.');
+test('renewals stop while two given-up lookups still run: a source that keeps hanging piles nothing up', async () => {
+  // Each renewal walks a new chain, and the call given up on goes on (credential_process has
+  // no time limit of its own): renewing at every timeout started one more process each time.
+  const pending: (() => void)[] = [];
+  const hanging = (() => new Promise((_, reject) => pending.push(() => reject(new Error('ended'))))) as AwsCredentialIdentityProvider;
+  let renewed = 0;
+  const source = createCredentials(hanging, { lookupTimeoutMs: 20, failureTtlMs: 0, renew: () => (renewed++, hanging) });
+  for (let i = 0; i < 5; i++) await rejection(source.get());
+  assert.is(renewed, 2, 'two renewals, then the lookups wait on the last chain');
+  for (const end of pending.splice(0)) end();
+  await tick();
+  await rejection(source.get());
+  assert.is(renewed, 3, 'once the hung calls end, a timeout renews again');
+});
+
+/** Runs `fn` with the AWS environment replaced by `env` and https.request recording the hosts asked; no request leaves. */
+async function hostsAsked(env: Record<string, string>, fn: () => Promise<unknown>): Promise<string[]> {
   const saved = { ...process.env };
   const hosts: string[] = [];
   const original = https.request;
   try {
-    for (const k of ['AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_PROFILE', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_CONTAINER_CREDENTIALS_FULL_URI', 'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI']) delete process.env[k];
-    Object.assign(process.env, {
-      AWS_WEB_IDENTITY_TOKEN_FILE: path.join(dir, 'token'),
-      AWS_ROLE_ARN: 'arn:aws-cn:iam::123456789012:role/lambda-sign',
-      AWS_CONFIG_FILE: path.join(dir, 'none'),
-      AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'none'),
-      AWS_EC2_METADATA_DISABLED: 'true',
-    });
+    for (const k of Object.keys(process.env)) if (k.startsWith('AWS_')) delete process.env[k];
+    Object.assign(process.env, { AWS_EC2_METADATA_DISABLED: 'true' }, env);
     (https as { request: unknown }).request = (opts: https.RequestOptions) => {
       hosts.push(String(opts.hostname ?? opts.host));
       throw new Error('no network in tests');
     };
-    await defaultChain({ region: 'cn-north-1' })().catch(() => undefined);
+    await fn().catch(() => undefined);
   } finally {
     (https as { request: unknown }).request = original;
     for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
     Object.assign(process.env, saved);
+  }
+  return hosts;
+}
+
+test('defaultChain: SSO still asks the profile’s sso_region, whatever --region says', async () => {
+  // Our region given as the chain's clientConfig.region overrode sso_region: IAM Identity
+  // Center answers in its home region only, so SSO users elsewhere got no credentials.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lambda-sign-sso-'));
+  try {
+    fs.writeFileSync(
+      path.join(dir, 'config'),
+      '[profile dev]\nsso_session = corp\nsso_account_id = 123456789012\nsso_role_name = Dev\n\n' +
+        '[sso-session corp]\nsso_region = us-east-1\nsso_start_url = https://example.awsapps.com/start\n',
+    );
+    const cache = path.join(dir, 'home', '.aws', 'sso', 'cache');
+    fs.mkdirSync(cache, { recursive: true });
+    const token = { accessToken: 'token', expiresAt: new Date(Date.now() + 3600_000).toISOString(), region: 'us-east-1', startUrl: 'https://example.awsapps.com/start' };
+    fs.writeFileSync(path.join(cache, `${createHash('sha1').update('corp').digest('hex')}.json`), JSON.stringify(token));
+    const hosts = await hostsAsked(
+      { AWS_CONFIG_FILE: path.join(dir, 'config'), AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'none'), HOME: path.join(dir, 'home') },
+      () => defaultChain({ profile: 'dev', region: 'eu-west-1' })(),
+    );
+    assert.ok(hosts.length > 0, 'the SSO portal was asked');
+    assert.ok(hosts.every((h) => h === 'portal.sso.us-east-1.amazonaws.com'), hosts.join(', '));
+  } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  assert.ok(hosts.length > 0, 'STS was asked');
-  assert.ok(hosts.every((h) => h.endsWith('cn-north-1.amazonaws.com.cn')), hosts.join(', '));
+});
+
+test('defaultChain hands our region to the chain’s STS client (web identity in aws-cn)', async () => {
+  // Without it, STS went to us-east-1 whatever --region said, where an aws-cn role cannot
+  // be assumed. The token file is read; the STS call is stopped before it leaves.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lambda-sign-wi-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'token'), 'eyJhbGciOiJub25lIn0.e30.');
+    const hosts = await hostsAsked(
+      {
+        AWS_WEB_IDENTITY_TOKEN_FILE: path.join(dir, 'token'),
+        AWS_ROLE_ARN: 'arn:aws-cn:iam::123456789012:role/lambda-sign',
+        AWS_CONFIG_FILE: path.join(dir, 'none'),
+        AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'none'),
+      },
+      () => defaultChain({ region: 'cn-north-1' })(),
+    );
+    assert.ok(hosts.length > 0, 'STS was asked');
+    assert.ok(hosts.every((h) => h.endsWith('cn-north-1.amazonaws.com.cn')), hosts.join(', '));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('staticCredentials always answers the same credentials', async () => {
