@@ -126,12 +126,13 @@ export function createServer(deps: ServerDeps): LambdaSignServer {
 
     /**
      * Whether this call's function may take a metrics label of its own: only once Lambda
-     * answered for it, and not with 404 (no such function). A client choosing names that
-     * are refused (403, 400) or do not exist would otherwise use up the capped label set,
-     * and the real functions would be counted as "other".
+     * ran it (2xx; a function error is a 200). A client choosing names that we refuse, that
+     * do not exist (404) or that the role may not invoke (403: IAM is checked before the
+     * name) would otherwise use up the capped label set, and the real functions would be
+     * counted as "other".
      */
     get labelled(): boolean {
-      return this.upstreamStatus !== undefined && this.upstreamStatus !== 404;
+      return this.upstreamStatus !== undefined && this.upstreamStatus >= 200 && this.upstreamStatus < 300;
     }
 
     /** Starts the invocation's clock; it is cancelled when the time is up. */

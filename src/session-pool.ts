@@ -61,7 +61,7 @@ export class SessionPool {
   private readonly pingAfterMs: number;
   private readonly pingTimeoutMs: number;
   private readonly liveness: NodeJS.Timeout;
-  private checkedAt = Date.now();
+  private checkedAt = performance.now();
   private readonly host: string;
   private readonly port: number;
   private readonly servername: string | undefined;
@@ -135,7 +135,7 @@ export class SessionPool {
 
   /** PINGs the quiet sessions with streams open; closes those that did not answer. */
   private checkAlive(every: number): void {
-    const now = Date.now();
+    const now = performance.now();
     // A tick that comes late means the event loop was held, and an ACK may be waiting
     // unread: ask, but judge on a later tick.
     const judge = now - this.checkedAt < every * 3;

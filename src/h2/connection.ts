@@ -236,8 +236,8 @@ export class H2Connection extends EventEmitter {
   destroyed = false;
   /** No new streams: GOAWAY received or sent, or stream ids are running out. */
   closing = false;
-  /** When the peer last sent anything (Date.now() at the read). */
-  heardAt = Date.now();
+  /** When the peer last sent anything (performance.now() at the read: steps of the wall clock do not move it). */
+  heardAt = performance.now();
   /** When our PING left, while nothing at all has come back since (see checkAlive); else 0. */
   pingAt = 0;
 
@@ -387,7 +387,7 @@ export class H2Connection extends EventEmitter {
   // Receiving
 
   private onData(chunk: Buffer): void {
-    this.heardAt = Date.now();
+    this.heardAt = performance.now();
     // Anything from the peer answers a PING as well as its ACK would: it is there.
     this.pingAt = 0;
     let buf = chunk;

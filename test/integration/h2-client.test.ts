@@ -461,13 +461,13 @@ test('liveness: a silent peer is sent a PING after the quiet period, and dropped
   c.checkAlive(t + 999, 1000, 500);
   await new Promise((r) => setTimeout(r, 50));
   assert.is(pings(), 0, 'no PING before the quiet period');
-  c.checkAlive(t + 1000, 1000, 500);
+  c.checkAlive(t + 1001, 1000, 500);
   for (let i = 0; i < 50 && pings() === 0; i++) await new Promise((r) => setTimeout(r, 10));
   assert.is(pings(), 1);
-  c.checkAlive(t + 1499, 1000, 500);
-  c.checkAlive(t + 1500, 1000, 500, false);
-  assert.not.ok(c.destroyed, 'not before the deadline, nor on a late tick');
   c.checkAlive(t + 1500, 1000, 500);
+  c.checkAlive(t + 1502, 1000, 500, false);
+  assert.not.ok(c.destroyed, 'not before the deadline, nor on a late tick');
+  c.checkAlive(t + 1502, 1000, 500);
   assert.ok(c.destroyed);
   const err = await failed;
   assert.instance(err, H2StreamError);
@@ -490,7 +490,7 @@ test('liveness: anything heard after a PING (its ACK, or other frames) keeps the
   assert.is(pings(), 0, 'an idle connection is not pinged');
   const s = c.request(req('/'), Buffer.from('{}'));
   s.on('error', () => {});
-  c.checkAlive(c.heardAt + 1000, 1000, 500);
+  c.checkAlive(c.heardAt + 1001, 1000, 500);
   assert.ok(c.pingAt > 0);
   for (let i = 0; i < 50 && c.pingAt !== 0; i++) await new Promise((r) => setTimeout(r, 10));
   assert.is(c.pingAt, 0, 'the ACK answers the PING');
@@ -498,14 +498,14 @@ test('liveness: anything heard after a PING (its ACK, or other frames) keeps the
   assert.not.ok(c.destroyed);
   // A PING the peer does not answer, but it sends something else: a WINDOW_UPDATE.
   answer = false;
-  c.checkAlive(c.heardAt + 1000, 1000, 500);
+  c.checkAlive(c.heardAt + 1001, 1000, 500);
   const sentAt = c.pingAt;
   assert.ok(sentAt > 0);
   for (let i = 0; i < 50 && pings() < 2; i++) await new Promise((r) => setTimeout(r, 10));
   assert.is(pings(), 2);
   peerSocket!.write(frame(0x8, 0, 0, Buffer.from([0, 0, 0, 1])));
   for (let i = 0; i < 50 && c.pingAt !== 0; i++) await new Promise((r) => setTimeout(r, 10));
-  c.checkAlive(sentAt + 500, 1000, 500);
+  c.checkAlive(sentAt + 501, 1000, 500);
   assert.not.ok(c.destroyed);
 });
 
