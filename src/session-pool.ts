@@ -134,8 +134,8 @@ export class SessionPool {
   }
 
   /** PINGs the quiet sessions with streams open; closes those that did not answer. */
-  private checkAlive(every: number): void {
-    const now = performance.now();
+  /** @internal One tick of the liveness timer (`now` given by tests). */
+  checkAlive(every: number, now = performance.now()): void {
     // A tick that comes late means the event loop was held, and an ACK may be waiting
     // unread: ask, but judge on a later tick.
     const judge = now - this.checkedAt < every * 3;

@@ -156,6 +156,31 @@ test('regression: a session whose peer fell silent leaves the pool; its uploads 
   assert.is(peer.received.length, 2);
 });
 
+test('a liveness tick that comes late (the event loop was held) asks but does not condemn', async () => {
+  // After a long pause of the event loop, timers run before the socket is read: an ACK
+  // that arrived meanwhile would not be seen yet, and a healthy session would be closed.
+  const peer = await rawH2Peer(ca); // silent: the verdict is the pool's alone
+  open.push(peer);
+  const pool = new SessionPool({ origin: new URL(`https://localhost:${peer.port}`), ca: [ca.ca], connectTimeoutMs: 2000, idleTimeoutMs: 60_000, pingAfterMs: 5000, pingTimeoutMs: 5000 });
+  open.push({ close: () => pool.close(100) });
+  const p = pool.reserve();
+  await p.ready;
+  const c = p.session!;
+  const s = c.request([':method', 'POST', ':scheme', 'https', ':authority', 'localhost', ':path', '/'], Buffer.from('{}'));
+  s.on('error', () => {});
+  const every = 1000; // the pool's tick for 5 s periods
+  const t = c.heardAt + 5001;
+  pool.checkAlive(every, t - 500); // on time, before the quiet period
+  assert.is(c.pingAt, 0);
+  pool.checkAlive(every, t); // on time: the PING goes out
+  assert.is(c.pingAt, t);
+  pool.checkAlive(every, t + 5001 + 3 * every); // late, and past the deadline
+  assert.not.ok(c.destroyed, 'a late tick does not judge');
+  pool.checkAlive(every, t + 5002 + 3 * every); // the next one, on time
+  assert.ok(c.destroyed);
+  pool.release(p);
+});
+
 test('regression: a first TLS connect that times out does not switch the pool to HTTP/1.1 for good', async () => {
   // http2-wrapper caches the null protocol of a timed-out probe; the pool read it as "the
   // origin offers no h2" and sent everything over HTTP/1.1 from then on.
