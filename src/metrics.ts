@@ -9,7 +9,7 @@ export interface Metrics {
   readonly registry: client.Registry;
   /**
    * `claim`: whether `fn` may take one of the capped label slots; when false, a name not
-   * labelled yet counts as "other". Only names Lambda answered for should claim (see server.ts).
+   * labelled yet counts as "other". Only names Lambda ran (a 2xx) should claim (see server.ts).
    */
   request(fn: string | undefined, status: number, errorCode: string | undefined, bytesIn: number, bytesOut: number, claim?: boolean): void;
   upstreamDuration(fn: string, seconds: number, claim?: boolean): void;
