@@ -45,6 +45,8 @@ export interface SessionPoolOptions {
   pingAfterMs?: number;
   /** …and is closed, its streams failed, when this long passes with no answer. */
   pingTimeoutMs?: number;
+  /** A session whose request bodies wait this long for send window, none moving, is closed. */
+  stuckTimeoutMs?: number;
 }
 
 // Responses (rendered pages, images) should not stall on 64 KiB windows.
@@ -60,6 +62,7 @@ export class SessionPool {
   private readonly resolveProtocol = http2wrapper.auto.createResolveProtocol(this.alpnCache, new Map());
   private readonly pingAfterMs: number;
   private readonly pingTimeoutMs: number;
+  private readonly stuckTimeoutMs: number;
   private readonly liveness: NodeJS.Timeout;
   private checkedAt = performance.now();
   private readonly host: string;
@@ -76,6 +79,7 @@ export class SessionPool {
     this.servername = net.isIP(this.host) === 0 ? this.host : undefined;
     this.pingAfterMs = opts.pingAfterMs ?? 10_000;
     this.pingTimeoutMs = opts.pingTimeoutMs ?? 10_000;
+    this.stuckTimeoutMs = opts.stuckTimeoutMs ?? 30_000;
     // One timer for the pool, a few times per PING period, at most once a second.
     const every = Math.max(10, Math.min(1000, this.pingAfterMs / 4, this.pingTimeoutMs / 4));
     this.liveness = setInterval(() => this.checkAlive(every), every).unref();
@@ -133,14 +137,14 @@ export class SessionPool {
     if (s.active === 0 && s.session !== undefined) s.session.close();
   }
 
-  /** PINGs the quiet sessions with streams open; closes those that did not answer. */
+  /** PINGs the quiet sessions with streams open; closes those that did not answer, or whose send window stays shut. */
   /** @internal One tick of the liveness timer (`now` given by tests). */
   checkAlive(every: number, now = performance.now()): void {
     // A tick that comes late means the event loop was held, and an ACK may be waiting
     // unread: ask, but judge on a later tick.
     const judge = now - this.checkedAt < every * 3;
     this.checkedAt = now;
-    for (const c of this.connected) c.checkAlive(now, this.pingAfterMs, this.pingTimeoutMs, judge);
+    for (const c of this.connected) c.checkAlive(now, this.pingAfterMs, this.pingTimeoutMs, judge, this.stuckTimeoutMs);
   }
 
   /** GOAWAY to every session; resolves when their streams have finished, or after graceMs. */

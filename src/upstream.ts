@@ -102,9 +102,10 @@ export interface UpstreamOptions {
   ca?: string[];
   connectTimeoutMs?: number;
   idleTimeoutMs?: number;
-  /** HTTP/2 liveness: see SessionPoolOptions (10 s each by default). */
+  /** HTTP/2 liveness: see SessionPoolOptions (10 s, 10 s and 30 s by default). */
   pingAfterMs?: number;
   pingTimeoutMs?: number;
+  stuckTimeoutMs?: number;
   /** Retries of unprocessed requests, RFC 9113 §8.7. */
   maxRetries?: number;
   onRetry?: (reason: RetryReason) => void;
@@ -183,6 +184,7 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
         idleTimeoutMs: opts.idleTimeoutMs ?? 60_000,
         pingAfterMs: opts.pingAfterMs,
         pingTimeoutMs: opts.pingTimeoutMs,
+        stuckTimeoutMs: opts.stuckTimeoutMs,
         backlog,
       })
     : undefined;

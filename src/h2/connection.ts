@@ -240,6 +240,8 @@ export class H2Connection extends EventEmitter {
   heardAt = performance.now();
   /** When our PING left, while nothing at all has come back since (see checkAlive); else 0. */
   pingAt = 0;
+  /** Since when request bodies have waited for send window with none of them moving (see checkAlive). */
+  private stuckSince = 0;
 
   private nextId = 1;
   private readonly decoder = new HpackDecoder(4096, MAX_HEADER_LIST);
@@ -325,6 +327,8 @@ export class H2Connection extends EventEmitter {
       stream.body = parts;
       stream.bodySize = size;
       this.backlog.bytes += size;
+      // A body that starts while none waits starts the clock of checkAlive's stuck rule.
+      if (this.blocked.length === 0) this.stuckSince = performance.now();
       this.sendBody(stream);
     }
     this.scheduleFlush();
@@ -366,9 +370,18 @@ export class H2Connection extends EventEmitter {
    * they may have run.
    * `judge` false defers that verdict, for a caller whose event loop was held up and may
    * not have read an ACK that is waiting in the socket.
+   * Likewise, when request bodies have waited `stuckMs` for send window and none of them
+   * has moved, the connection is destroyed.
    */
-  checkAlive(now: number, quietMs: number, ackMs: number, judge = true): void {
+  checkAlive(now: number, quietMs: number, ackMs: number, judge = true, stuckMs = Infinity): void {
     if (this.destroyed) return;
+    // A peer that answers PINGs but never opens its window again holds the bodies waiting
+    // on it (and, through the backlog, the read gate) until --timeout: Lambda reads a
+    // request whole before it runs anything, so a window shut this long is a broken peer.
+    if (judge && this.blocked.length > 0 && now - this.stuckSince >= stuckMs) {
+      this.destroy(new Error(`no send window for ${stuckMs / 1000} s`));
+      return;
+    }
     if (this.pingAt !== 0) {
       if (judge && now - this.pingAt >= ackMs) {
         this.destroy(new Error(`no answer to PING within ${ackMs / 1000} s`));
@@ -748,7 +761,10 @@ export class H2Connection extends EventEmitter {
       stream.sendWindow -= n;
       this.connSendWindow -= n;
     }
-    if (stream.bodySent > before) this.backlog.sent(stream.bodySent - before);
+    if (stream.bodySent > before) {
+      this.backlog.sent(stream.bodySent - before);
+      this.stuckSince = performance.now();
+    }
     // Blocked: retryBlocked sends the rest when the window opens.
     if (stream.bodySent < stream.bodySize) return;
     stream.localEnded = true;

@@ -32,7 +32,7 @@ export async function startDaemon(opts: {
   credentials?: CredentialSource;
   metrics?: Metrics;
   /** More upstream settings than the flags give (the HTTP/2 liveness periods). */
-  upstream?: Pick<UpstreamOptions, 'pingAfterMs' | 'pingTimeoutMs'>;
+  upstream?: Pick<UpstreamOptions, 'pingAfterMs' | 'pingTimeoutMs' | 'stuckTimeoutMs'>;
 }): Promise<TestDaemon> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lambda-sign-'));
   const socketPath = path.join(dir, 'd.sock');

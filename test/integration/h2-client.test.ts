@@ -509,6 +509,37 @@ test('liveness: anything heard after a PING (its ACK, or other frames) keeps the
   assert.not.ok(c.destroyed);
 });
 
+test('liveness: a peer that answers PINGs but never opens its window is dropped once the bodies have not moved for the limit', async () => {
+  let peerSocket: tls.TLSSocket | undefined;
+  const peer = await rawPeer((f, sock) => {
+    peerSocket = sock;
+    if (f.type === 0x6 && (f.flags & 0x1) === 0) sock.write(frame(0x6, 0x1, 0, f.payload));
+  });
+  const c = await connect(peer.port);
+  await once(c, 'remoteSettings');
+  const s = c.request(req('/'), Buffer.alloc(100_000, 0x61)); // more than the 65,535 the peer allows
+  const failed = response(s).catch((e: unknown) => e);
+  const t = performance.now();
+  c.checkAlive(t + 1000, 60_000, 60_000, true, 5000);
+  assert.not.ok(c.destroyed, 'not before the limit');
+  // The peer opens the window a little, 300 ms later: the body moves, and the clock starts again.
+  await new Promise((r) => setTimeout(r, 300));
+  peerSocket!.write(Buffer.concat([frame(0x8, 0, 0, Buffer.from([0, 0, 0x10, 0])), frame(0x8, 0, 1, Buffer.from([0, 0, 0x10, 0]))]));
+  const moved = performance.now();
+  for (let i = 0; i < 100 && peer.received[0]!.filter((f) => f.type === 0x0).reduce((n, f) => n + f.payload.length, 0) <= 65_535; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  c.checkAlive(moved + 4800, 60_000, 60_000, true, 5000);
+  assert.not.ok(c.destroyed, 'the clock started again when the body moved');
+  c.checkAlive(performance.now() + 5000, 60_000, 60_000, false, 5000);
+  assert.not.ok(c.destroyed, 'nor on a late tick');
+  c.checkAlive(performance.now() + 5000, 60_000, 60_000, true, 5000);
+  assert.ok(c.destroyed);
+  const err = await failed;
+  assert.instance(err, H2StreamError);
+  assert.match((err as Error).message, 'send window');
+});
+
 test('a peer speaking garbage: the connection fails its streams and closes', async () => {
   const srv = tls.createServer({ cert: ca.cert, key: ca.key, ALPNProtocols: ['h2'] }, (sock) => {
     // A frame header announcing 2 MB, larger than any SETTINGS we allow.

@@ -156,6 +156,32 @@ test('regression: a session whose peer fell silent leaves the pool; its uploads 
   assert.is(peer.received.length, 2);
 });
 
+test('a session whose peer answers PINGs but never opens its window is closed; its uploads are 502, /healthz answers', async () => {
+  // Alive to PINGs, but its uploads waited for --timeout, and their bytes held the read
+  // gate shut for every request.
+  const peer = await rawH2Peer(ca, (f, sock) => {
+    if (f.type === 0x6 && (f.flags & 0x1) === 0) sock.write(Buffer.concat([Buffer.from([0, 0, 8, 0x6, 0x1, 0, 0, 0, 0]), f.payload]));
+  });
+  open.push(peer);
+  const daemon = await startDaemon({
+    endpoint: `https://localhost:${peer.port}`,
+    ca: ca.ca,
+    options: { timeout: '10' },
+    upstream: { pingAfterMs: 100, pingTimeoutMs: 200, stuckTimeoutMs: 400 },
+  });
+  open.push(daemon);
+  const big = Buffer.alloc(5 << 20, 0x61);
+  const uploads = [send(daemon.socketPath, { path: invokePath('f'), body: big }), send(daemon.socketPath, { path: invokePath('f'), body: big })];
+  assert.is((await send(daemon.socketPath, { method: 'GET', path: '/healthz' })).status, 200);
+  for (const r of await Promise.all(uploads)) {
+    assert.is(r.status, 502);
+    assert.is(r.json().error, 'UpstreamUnavailable');
+  }
+  assert.ok(peer.received[0]!.filter((f) => f.type === 0x6).length > 0, 'its PINGs were answered meanwhile');
+  assert.is(daemon.upstream.sessions, 0);
+  assert.is(daemon.upstream.backlog.bytes, 0);
+});
+
 test('a liveness tick that comes late (the event loop was held) asks but does not condemn', async () => {
   // After a long pause of the event loop, timers run before the socket is read: an ACK
   // that arrived meanwhile would not be seen yet, and a healthy session would be closed.
