@@ -45,7 +45,7 @@ export interface SessionPoolOptions {
   pingAfterMs?: number;
   /** …and is closed, its streams failed, when this long passes with no answer. */
   pingTimeoutMs?: number;
-  /** A session whose request bodies wait this long for send window, none moving, is closed. */
+  /** A body that waits this long for send window, no byte going out, has its stream reset. */
   stuckTimeoutMs?: number;
 }
 
@@ -56,7 +56,7 @@ const CONNECTION_WINDOW = 8 << 20;
 export class SessionPool {
   private readonly sessions: PooledSession[] = [];
   /** Every connected session until its socket closes, the retired ones with streams left too. */
-  private readonly connected = new Set<H2Connection>();
+  private readonly connected = new Map<H2Connection, PooledSession>();
   /** http2-wrapper's record of what each origin negotiated (see connect()). */
   private readonly alpnCache = new Map<string, string>();
   private readonly resolveProtocol = http2wrapper.auto.createResolveProtocol(this.alpnCache, new Map());
@@ -137,14 +137,18 @@ export class SessionPool {
     if (s.active === 0 && s.session !== undefined) s.session.close();
   }
 
-  /** PINGs the quiet sessions with streams open; closes those that did not answer, or whose send window stays shut. */
+  /** PINGs the quiet sessions with streams open and closes those that did not answer; resets bodies that cannot go out. */
   /** @internal One tick of the liveness timer (`now` given by tests). */
   checkAlive(every: number, now = performance.now()): void {
     // A tick that comes late means the event loop was held, and an ACK may be waiting
     // unread: ask, but judge on a later tick.
     const judge = now - this.checkedAt < every * 3;
     this.checkedAt = now;
-    for (const c of this.connected) c.checkAlive(now, this.pingAfterMs, this.pingTimeoutMs, judge, this.stuckTimeoutMs);
+    for (const [c, p] of this.connected) {
+      c.checkAlive(now, this.pingAfterMs, this.pingTimeoutMs, judge, this.stuckTimeoutMs);
+      // Closed by the check (its send window stayed shut): out of rotation at once.
+      if (c.closing) this.retire(p);
+    }
   }
 
   /** GOAWAY to every session; resolves when their streams have finished, or after graceMs. */
@@ -242,7 +246,7 @@ export class SessionPool {
     c.on('remoteSettings', () => {
       p.limit = Math.max(1, Math.min(c.maxConcurrentStreams, max));
     });
-    this.connected.add(c);
+    this.connected.set(c, p);
     c.on('goaway', () => this.retire(p));
     c.on('close', () => {
       this.connected.delete(c);

@@ -149,6 +149,8 @@ export class H2Stream extends Readable {
   /** @internal */ localEnded = false;
   /** @internal In the connection's list of streams waiting for send window. */
   blocked = false;
+  /** @internal When the body started, or last had bytes go out (performance.now()). */
+  movedAt = 0;
   // Receiving side.
   /** @internal */ recvWindow: number;
   /** @internal */ remoteEnded = false;
@@ -240,8 +242,6 @@ export class H2Connection extends EventEmitter {
   heardAt = performance.now();
   /** When our PING left, while nothing at all has come back since (see checkAlive); else 0. */
   pingAt = 0;
-  /** Since when request bodies have waited for send window with none of them moving (see checkAlive). */
-  private stuckSince = 0;
 
   private nextId = 1;
   private readonly decoder = new HpackDecoder(4096, MAX_HEADER_LIST);
@@ -327,8 +327,7 @@ export class H2Connection extends EventEmitter {
       stream.body = parts;
       stream.bodySize = size;
       this.backlog.bytes += size;
-      // A body that starts while none waits starts the clock of checkAlive's stuck rule.
-      if (this.blocked.length === 0) this.stuckSince = performance.now();
+      stream.movedAt = performance.now();
       this.sendBody(stream);
     }
     this.scheduleFlush();
@@ -370,17 +369,25 @@ export class H2Connection extends EventEmitter {
    * they may have run.
    * `judge` false defers that verdict, for a caller whose event loop was held up and may
    * not have read an ACK that is waiting in the socket.
-   * Likewise, when request bodies have waited `stuckMs` for send window and none of them
-   * has moved, the connection is destroyed.
+   * And a stream whose body has waited `stuckMs` for send window without a byte going
+   * out is reset.
    */
   checkAlive(now: number, quietMs: number, ackMs: number, judge = true, stuckMs = Infinity): void {
     if (this.destroyed) return;
-    // A peer that answers PINGs but never opens its window again holds the bodies waiting
-    // on it (and, through the backlog, the read gate) until --timeout: Lambda reads a
-    // request whole before it runs anything, so a window shut this long is a broken peer.
-    if (judge && this.blocked.length > 0 && now - this.stuckSince >= stuckMs) {
-      this.destroy(new Error(`no send window for ${stuckMs / 1000} s`));
-      return;
+    // A peer that answers PINGs but never opens a window again holds the bodies waiting on
+    // it (and, through the backlog, the read gate) until --timeout. Lambda reads a request
+    // whole before it runs anything, so a body that has not moved this long will not: its
+    // stream is reset (a 502, not retried), and the other streams go on. If the
+    // connection's own window is shut, no body can go out on it any more: it takes no new
+    // streams and closes once the others are answered.
+    if (judge && this.blocked.length > 0) {
+      let expired = false;
+      for (const s of [...this.blocked]) {
+        if (now - s.movedAt < stuckMs) continue;
+        expired = true;
+        this.streamError(s, CANCEL, `no send window for ${stuckMs / 1000} s`);
+      }
+      if (expired && this.connSendWindow <= 0) this.close();
     }
     if (this.pingAt !== 0) {
       if (judge && now - this.pingAt >= ackMs) {
@@ -687,7 +694,9 @@ export class H2Connection extends EventEmitter {
     this.streams.delete(stream.id);
     if (stream.blocked) {
       stream.blocked = false;
-      this.blocked.splice(this.blocked.indexOf(stream), 1);
+      // Not in the list while retryBlocked has it in hand.
+      const i = this.blocked.indexOf(stream);
+      if (i !== -1) this.blocked.splice(i, 1);
     }
     stream.owner?.streamClosed(stream);
     if (this.closing && this.streams.size === 0) this.end();
@@ -763,7 +772,7 @@ export class H2Connection extends EventEmitter {
     }
     if (stream.bodySent > before) {
       this.backlog.sent(stream.bodySent - before);
-      this.stuckSince = performance.now();
+      stream.movedAt = performance.now();
     }
     // Blocked: retryBlocked sends the rest when the window opens.
     if (stream.bodySent < stream.bodySize) return;

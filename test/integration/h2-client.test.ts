@@ -509,7 +509,9 @@ test('liveness: anything heard after a PING (its ACK, or other frames) keeps the
   assert.not.ok(c.destroyed);
 });
 
-test('liveness: a peer that answers PINGs but never opens its window is dropped once the bodies have not moved for the limit', async () => {
+test('liveness: a body that gets no send window for the limit has its stream reset; with the connection window shut, the connection takes no more', async () => {
+  // A peer that answers PINGs but never opens its window held the uploads (and, through
+  // the backlog, the daemon's read gate) until --timeout.
   let peerSocket: tls.TLSSocket | undefined;
   const peer = await rawPeer((f, sock) => {
     peerSocket = sock;
@@ -519,10 +521,9 @@ test('liveness: a peer that answers PINGs but never opens its window is dropped 
   await once(c, 'remoteSettings');
   const s = c.request(req('/'), Buffer.alloc(100_000, 0x61)); // more than the 65,535 the peer allows
   const failed = response(s).catch((e: unknown) => e);
-  const t = performance.now();
-  c.checkAlive(t + 1000, 60_000, 60_000, true, 5000);
-  assert.not.ok(c.destroyed, 'not before the limit');
-  // The peer opens the window a little, 300 ms later: the body moves, and the clock starts again.
+  c.checkAlive(performance.now() + 1000, 60_000, 60_000, true, 5000);
+  assert.not.ok(s.over, 'not before the limit');
+  // The peer opens both windows a little, 300 ms later: the body moves, and its clock starts again.
   await new Promise((r) => setTimeout(r, 300));
   peerSocket!.write(Buffer.concat([frame(0x8, 0, 0, Buffer.from([0, 0, 0x10, 0])), frame(0x8, 0, 1, Buffer.from([0, 0, 0x10, 0]))]));
   const moved = performance.now();
@@ -530,14 +531,45 @@ test('liveness: a peer that answers PINGs but never opens its window is dropped 
     await new Promise((r) => setTimeout(r, 10));
   }
   c.checkAlive(moved + 4800, 60_000, 60_000, true, 5000);
-  assert.not.ok(c.destroyed, 'the clock started again when the body moved');
+  assert.not.ok(s.over, 'the clock started again when the body moved');
   c.checkAlive(performance.now() + 5000, 60_000, 60_000, false, 5000);
-  assert.not.ok(c.destroyed, 'nor on a late tick');
+  assert.not.ok(s.over, 'nor on a late tick');
   c.checkAlive(performance.now() + 5000, 60_000, 60_000, true, 5000);
-  assert.ok(c.destroyed);
   const err = await failed;
   assert.instance(err, H2StreamError);
   assert.match((err as Error).message, 'send window');
+  assert.ok(c.closing, 'the connection window is shut: no new streams on it');
+  assert.not.ok(c.destroyed);
+});
+
+test('liveness: a body stuck on its own stream window is reset alone; the other streams and the connection go on', async () => {
+  // One clock for the whole connection closed it, failing every stream on it, when one
+  // stream's window stayed shut; and other uploads moving kept a stuck one waiting.
+  let peerSocket: tls.TLSSocket | undefined;
+  const peer = await rawPeer((f, sock) => {
+    peerSocket = sock;
+    if (f.type === 0x6 && (f.flags & 0x1) === 0) sock.write(frame(0x6, 0x1, 0, f.payload));
+  });
+  const c = await connect(peer.port);
+  await once(c, 'remoteSettings');
+  // The peer opens the connection window wide; stream windows stay at 65,535.
+  peerSocket!.write(frame(0x8, 0, 0, Buffer.from([0, 0x7f, 0, 0])));
+  await new Promise((r) => setTimeout(r, 50));
+  const stuck = c.request(req('/stuck'), Buffer.alloc(100_000, 0x61));
+  const stuckFailed = response(stuck).catch((e: unknown) => e);
+  const waiting = c.request(req('/waiting'), Buffer.from('{}')); // sent whole; waits for its answer
+  const answered = response(waiting);
+  const t = performance.now();
+  const later = c.request(req('/later'), Buffer.alloc(1000, 0x62)); // another upload that moves
+  later.on('error', () => {});
+  c.checkAlive(t + 5001, 60_000, 60_000, true, 5000);
+  const err = await stuckFailed;
+  assert.instance(err, H2StreamError);
+  assert.match((err as Error).message, 'send window');
+  assert.not.ok(c.closing, 'the connection window is open: the connection goes on');
+  assert.not.ok(waiting.over, 'the stream waiting for its answer is untouched');
+  peerSocket!.write(frame(0x1, 0x5, 3, Buffer.from([0x88]))); // :status 200, END_STREAM
+  assert.is((await answered).status, 200);
 });
 
 test('a peer speaking garbage: the connection fails its streams and closes', async () => {
