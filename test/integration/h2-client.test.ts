@@ -509,23 +509,29 @@ test('liveness: anything heard after a PING (its ACK, or other frames) keeps the
   assert.not.ok(c.destroyed);
 });
 
-test('liveness: a body that gets no send window for the limit has its stream reset; with the connection window shut, the connection takes no more', async () => {
-  // A peer that answers PINGs but never opens its window held the uploads (and, through
-  // the backlog, the daemon's read gate) until --timeout.
-  let peerSocket: tls.TLSSocket | undefined;
+/** A connection to a peer that answers PINGs and nothing else (its windows stay as they are). */
+async function pingAnsweringPeer(): Promise<{ peer: RawPeer; c: H2Connection; peerSocket: () => tls.TLSSocket }> {
+  let socket: tls.TLSSocket | undefined;
   const peer = await rawPeer((f, sock) => {
-    peerSocket = sock;
+    socket = sock;
     if (f.type === 0x6 && (f.flags & 0x1) === 0) sock.write(frame(0x6, 0x1, 0, f.payload));
   });
   const c = await connect(peer.port);
   await once(c, 'remoteSettings');
+  return { peer, c, peerSocket: () => socket! };
+}
+
+test('liveness: a body that gets no send window for the limit has its stream reset; with the connection window shut, the connection takes no more', async () => {
+  // A peer that answers PINGs but never opens its window held the uploads (and, through
+  // the backlog, the daemon's read gate) until --timeout.
+  const { peer, c, peerSocket } = await pingAnsweringPeer();
   const s = c.request(req('/'), Buffer.alloc(100_000, 0x61)); // more than the 65,535 the peer allows
   const failed = response(s).catch((e: unknown) => e);
   c.checkAlive(performance.now() + 1000, 60_000, 60_000, true, 5000);
   assert.not.ok(s.over, 'not before the limit');
   // The peer opens both windows a little, 300 ms later: the body moves, and its clock starts again.
   await new Promise((r) => setTimeout(r, 300));
-  peerSocket!.write(Buffer.concat([frame(0x8, 0, 0, Buffer.from([0, 0, 0x10, 0])), frame(0x8, 0, 1, Buffer.from([0, 0, 0x10, 0]))]));
+  peerSocket().write(Buffer.concat([frame(0x8, 0, 0, Buffer.from([0, 0, 0x10, 0])), frame(0x8, 0, 1, Buffer.from([0, 0, 0x10, 0]))]));
   const moved = performance.now();
   for (let i = 0; i < 100 && peer.received[0]!.filter((f) => f.type === 0x0).reduce((n, f) => n + f.payload.length, 0) <= 65_535; i++) {
     await new Promise((r) => setTimeout(r, 10));
@@ -545,15 +551,9 @@ test('liveness: a body that gets no send window for the limit has its stream res
 test('liveness: a body stuck on its own stream window is reset alone; the other streams and the connection go on', async () => {
   // One clock for the whole connection closed it, failing every stream on it, when one
   // stream's window stayed shut; and other uploads moving kept a stuck one waiting.
-  let peerSocket: tls.TLSSocket | undefined;
-  const peer = await rawPeer((f, sock) => {
-    peerSocket = sock;
-    if (f.type === 0x6 && (f.flags & 0x1) === 0) sock.write(frame(0x6, 0x1, 0, f.payload));
-  });
-  const c = await connect(peer.port);
-  await once(c, 'remoteSettings');
+  const { peer, c, peerSocket } = await pingAnsweringPeer();
   // The peer opens the connection window wide; stream windows stay at 65,535.
-  peerSocket!.write(frame(0x8, 0, 0, Buffer.from([0, 0x7f, 0, 0])));
+  peerSocket().write(frame(0x8, 0, 0, Buffer.from([0, 0x7f, 0, 0])));
   await new Promise((r) => setTimeout(r, 50));
   const stuck = c.request(req('/stuck'), Buffer.alloc(100_000, 0x61));
   const stuckFailed = response(stuck).catch((e: unknown) => e);
@@ -568,7 +568,7 @@ test('liveness: a body stuck on its own stream window is reset alone; the other 
   assert.match((err as Error).message, 'send window');
   assert.not.ok(c.closing, 'the connection window is open: the connection goes on');
   assert.not.ok(waiting.over, 'the stream waiting for its answer is untouched');
-  peerSocket!.write(frame(0x1, 0x5, 3, Buffer.from([0x88]))); // :status 200, END_STREAM
+  peerSocket().write(frame(0x1, 0x5, 3, Buffer.from([0x88]))); // :status 200, END_STREAM
   assert.is((await answered).status, 200);
 });
 
