@@ -31,7 +31,7 @@ import { createServer } from './server.js';
 import { createFastSigner } from './fast-signer.js';
 import { createSigner } from './signer.js';
 import { createUpstream } from './upstream.js';
-import { runPrimary, WORKER_FD_ENV } from './workers.js';
+import { runPrimary, STOP_SIGNALS, WORKER_FD_ENV } from './workers.js';
 
 const pkg = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -199,7 +199,7 @@ async function main(): Promise<void> {
     endLog(log, () => process.exit(0));
   };
   // SIGHUP too (the terminal closed): a drain, never the default's death mid-request.
-  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => void stop(signal));
+  for (const signal of STOP_SIGNALS) process.on(signal, () => void stop(signal));
 
   let listening: Awaited<ReturnType<typeof listen>> | undefined;
   try {

@@ -13,6 +13,12 @@ import { serveMetrics, type MetricsListener } from './metrics.js';
 /** Tells a worker which descriptor systemd passed (the LISTEN_* variables are the primary's). */
 export const WORKER_FD_ENV = 'LAMBDA_SIGN_WORKER_FD';
 
+/** The signals that drain and stop the daemon (SIGHUP: the terminal closed), in every process. */
+export const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+
+const live = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+const killAll = (): void => live().forEach((w) => w.process.kill('SIGKILL'));
+
 export async function runPrimary(config: Config, log: Logger, exit: (code: number) => never): Promise<void> {
   if (config.listenFd === undefined) await removeStale(config.socketPath);
   const env = config.listenFd === undefined ? {} : { [WORKER_FD_ENV]: String(config.listenFd) };
@@ -65,11 +71,11 @@ export async function runPrimary(config: Config, log: Logger, exit: (code: numbe
       // every second, for good. Stop, with its status (2 for a bad flag), as one process would.
       log.fatal({ worker: worker.process.pid, code, signal }, 'a worker failed before serving; stopping');
       stopping = true;
-      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+      killAll();
       log.flush();
       return exit(code !== null && code !== 0 ? code : 1);
     }
-    if (config.listenFd !== undefined && Object.keys(cluster.workers ?? {}).length === 0) {
+    if (config.listenFd !== undefined && live().length === 0) {
       // The last worker's exit closed the primary's handle on systemd's descriptor, and with
       // it the descriptor: a new worker would have nothing to listen on. Exit instead, so
       // that systemd starts the service again on the socket it still holds (Restart=on-failure).
@@ -95,12 +101,12 @@ export async function runPrimary(config: Config, log: Logger, exit: (code: numbe
 
   const stop = async (signal: string): Promise<void> => {
     if (stopping) {
-      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+      killAll();
       return exit(1);
     }
     stopping = true;
-    log.info({ signal, workers: Object.keys(cluster.workers ?? {}).length }, 'draining');
-    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+    const workers = live();
+    log.info({ signal, workers: workers.length }, 'draining');
     const exited = Promise.all(workers.map((w) => (w.isDead() ? undefined : new Promise((r) => w.once('exit', r)))));
     for (const w of workers) w.process.kill('SIGTERM');
     // Workers drain for --drain-timeout; past that plus a margin, they are killed.
@@ -113,5 +119,5 @@ export async function runPrimary(config: Config, log: Logger, exit: (code: numbe
     log.flush();
     exit(0);
   };
-  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => void stop(signal));
+  for (const signal of STOP_SIGNALS) process.on(signal, () => void stop(signal));
 }
