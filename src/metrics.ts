@@ -49,7 +49,7 @@ export function createMetrics(opts: { sessions?: () => number; waiting?: () => n
   });
   new client.Gauge({
     name: 'lambda_sign_waiting_connections',
-    help: 'Varnish connections whose next request waits unread while request bodies queue for Lambda\'s flow-control window',
+    help: 'Varnish connections whose request waits unread while request bodies queue for Lambda\'s flow-control window',
     registers: [registry],
     collect() {
       this.set(opts.waiting?.() ?? 0);

@@ -63,7 +63,7 @@ const PROBE_TIMEOUT_MS = 3000;
 const MAX_DECODED_ANSWER = 8 << 20;
 const GATEWAY_MODES = new Set(['http', 'raw']);
 // Past this many request-body bytes waiting for Lambda's flow-control window, new requests
-// wait unread in their connections (oldest connection first) instead of joining the pile:
+// wait unread in their connections (first come, first let in) instead of joining the pile:
 // the upstream is the narrow point, and what is read now would only wait in memory.
 const QUEUE_AT_BACKLOG = 8 << 20;
 

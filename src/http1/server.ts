@@ -490,6 +490,13 @@ class Connection {
       return;
     }
     if (this.phase === Phase.Idle) {
+      // A request's first bytes: it takes its place at the gate now, behind the requests
+      // that arrived before it, whichever connections they came on.
+      if (this.server.wait(this)) {
+        this.append(chunk);
+        if (this.buf!.length >= HOLD_MAX) this.pauseReading();
+        return;
+      }
       this.phase = Phase.Head;
       this.since = Date.now();
     }
@@ -629,7 +636,7 @@ class Connection {
     this.since = Date.now();
     if (this.buf === undefined) {
       this.phase = Phase.Idle;
-      if (!this.server.wait(this)) this.resumeReading();
+      this.resumeReading();
     } else {
       // Before the next request starts: it may pause the socket again (a body it refuses).
       this.resumeReading();
@@ -755,7 +762,6 @@ export class Http1Server {
     if (this.closing) return void socket.destroy();
     const conn = new Connection(socket, this, ownReads);
     this.conns.add(conn);
-    this.wait(conn);
     return conn;
   }
 
@@ -841,8 +847,11 @@ export class Http1Server {
   }
 
   /**
-   * @internal An idle connection (new, or its answer sent): if the gate is shut, or others
-   * wait already, it queues, holding what arrives unparsed. Returns whether it did.
+   * @internal An idle connection whose next request has begun to arrive: if the gate is shut,
+   * or other requests wait already, it queues, holding what arrives unparsed. Returns whether
+   * it did. Requests are so let in in the order they arrived, not in the order their
+   * connections fell idle: Varnish reuses its most recently freed connection first, so many
+   * connections sit idle between requests.
    */
   wait(conn: Connection): boolean {
     const mayStart = this.options.mayStart;

@@ -570,7 +570,8 @@ test('acceptFrom: the other listener\'s connections read into buffers their conn
 });
 
 // ---------------------------------------------------------------------------------------
-// The gate (mayStart): while it is shut, idle connections stop reading and wait in a queue.
+// The gate (mayStart): while it is shut, requests wait in a queue, in the order they arrived,
+// on connections that stop reading.
 
 /**
  * A gate that lets `limit` requests be served at once: each request answers when the test
@@ -617,44 +618,75 @@ async function occupy(g: ReturnType<typeof gated>, s: Served) {
   return first;
 }
 
-test('gate: connections wait while it is shut and are read oldest first; requests sent meanwhile are served whole', async () => {
+test('gate: requests wait while it is shut and are let in in the order they arrived, not their connections\' order', async () => {
   const g = gated(1);
   await withServer(g.handler, { mayStart: g.mayStart }, async (s) => {
     const first = await occupy(g, s);
-    // Two batches' worth of connections, connected one after another while the gate is shut.
-    const waiting = [];
+    // Two batches' worth of connections, connected one after another while the gate is shut:
+    // a connection with nothing to send does not wait.
+    const conns = [];
     for (let i = 0; i < 2 * RESUME_PER_TURN; i++) {
-      waiting.push(client(s.path));
+      conns.push(client(s.path));
       await until(() => s.server.connections === i + 2, `connection ${i} accepted`);
     }
-    assert.is(s.server.waiting, 2 * RESUME_PER_TURN);
-    // Sent newest first: they are read in the order the connections began to wait.
-    for (let i = waiting.length - 1; i >= 0; i--) waiting[i]!.sock.write(post(`/w${i}`));
-    await new Promise((r) => setTimeout(r, 100));
+    assert.is(s.server.waiting, 0);
+    // Requests sent on the newest connection first, one at a time.
+    const arrived: string[] = [];
+    for (let i = conns.length - 1; i >= 0; i--) {
+      conns[i]!.sock.write(post(`/w${i}`));
+      arrived.push(`/w${i}`);
+      await until(() => s.server.waiting === arrived.length, `request ${i} waits`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
     assert.equal(g.order, ['/first'], 'nothing was read while the gate was shut');
     g.answerAll();
     await first.wait(/\/first$/);
-    // The first batch is resumed together; the gate shuts on it, and the next batch waits.
+    // The first batch is let in together; the gate shuts on it, and the next batch waits.
     await until(() => g.order.length === 1 + RESUME_PER_TURN, 'the first batch began');
     await new Promise((r) => setTimeout(r, 50));
     assert.is(g.order.length, 1 + RESUME_PER_TURN, 'the second batch waited for the gate');
-    const batch = (from: number) => Array.from({ length: RESUME_PER_TURN }, (_, i) => `/w${from + i}`);
-    assert.equal([...g.order.slice(1)].sort(), batch(0));
-    while (g.order.length < 1 + waiting.length) {
+    assert.equal([...g.order.slice(1)].sort(), arrived.slice(0, RESUME_PER_TURN).sort());
+    while (g.order.length < 1 + conns.length) {
       g.answerAll();
       await new Promise((r) => setTimeout(r, 10));
     }
     g.answerAll();
-    assert.equal([...g.order.slice(1 + RESUME_PER_TURN)].sort(), batch(RESUME_PER_TURN));
-    for (let i = 0; i < waiting.length; i++) await waiting[i]!.wait(new RegExp(`/w${i}$`));
+    assert.equal([...g.order.slice(1 + RESUME_PER_TURN)].sort(), arrived.slice(RESUME_PER_TURN).sort());
+    for (let i = 0; i < conns.length; i++) await conns[i]!.wait(new RegExp(`/w${i}$`));
     assert.is(s.server.waiting, 0);
-    for (const c of [first, ...waiting]) c.sock.destroy();
+    for (const c of [first, ...conns]) c.sock.destroy();
+  });
+});
+
+test('gate: a connection that fell idle while it was shut still waits for it with its next request', async () => {
+  const g = gated(1);
+  await withServer(g.handler, { mayStart: g.mayStart }, async (s) => {
+    const first = await occupy(g, s);
+    const idle = client(s.path);
+    await until(() => s.server.connections === 2, 'accepted');
+    g.answerAll();
+    await first.wait(/\/first$/);
+    // The gate opened and shut again on another request, with nothing from the idle connection.
+    const second = client(s.path);
+    second.sock.write(post('/second'));
+    await until(() => g.active === 1 && g.order.includes('/second'), 'the second request began');
+    idle.sock.write(post('/late'));
+    await until(() => s.server.waiting === 1, 'the late request waits');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.is(g.active, 1, 'the gate let one request in at a time');
+    assert.not.ok(g.order.includes('/late'));
+    g.answerAll();
+    await until(() => g.order.includes('/late'), 'the late request began once the gate opened');
+    g.answerAll();
+    await idle.wait(/\/late$/);
+    for (const c of [first, second, idle]) c.sock.destroy();
   });
 });
 
 test('gate: a client that hangs up while its connection waits is let go at once', async () => {
   await withServer((_req, res) => res.end('x'), { mayStart: () => false }, async (s) => {
     const c = client(s.path);
+    c.sock.write('POST /x HTTP/1.1\r\n');
     await until(() => s.server.waiting === 1, 'waiting');
     c.sock.destroy();
     await until(() => s.server.connections === 0, 'the dead connection closed', 1000);
@@ -665,9 +697,9 @@ test('gate: a client that hangs up while its connection waits is let go at once'
 test('gate: a waiting connection reads no more than 16 KiB and a read; the rest waits in the socket', async () => {
   await withServer((_req, res) => res.end('x'), { mayStart: () => false }, async (s) => {
     const c = client(s.path);
-    await until(() => s.server.waiting === 1, 'waiting');
     const body = Buffer.alloc(4 << 20, 98);
     c.sock.write(Buffer.concat([Buffer.from(`POST /big HTTP/1.1\r\nhost: x\r\ncontent-length: ${body.length}\r\n\r\n`), body]));
+    await until(() => s.server.waiting === 1, 'waiting');
     await new Promise((r) => setTimeout(r, 200));
     // The socket itself holds a few hundred KiB; without the stop the server would take it all.
     assert.ok(c.sock.writableLength > 3 << 20, `${c.sock.writableLength} bytes still unsent by the client`);
