@@ -32,9 +32,10 @@ export interface Http1Options {
   /** A malformed request, for the debug log. */
   onParseError?(err: HttpParseError): void;
   /**
-   * False while no new request should be read. Idle connections then wait, oldest first,
-   * until reopen() finds this true again; what the client sends meanwhile is held unparsed
-   * up to HOLD_MAX, and the rest waits in the socket. Without it every request is read as it comes.
+   * False while no new request should be read. A request that begins to arrive then waits,
+   * behind those that arrived before it, until reopen() finds this true again; what the client
+   * sends meanwhile is held unparsed up to HOLD_MAX, and the rest waits in the socket. Without
+   * it every request is read as it comes.
    */
   mayStart?(): boolean;
 }
@@ -376,7 +377,7 @@ class Connection {
   /** The body framing was broken: nothing after it on this connection can be parsed. */
   private broken = false;
   private paused = false;
-  /** In the server's queue of idle connections waiting for the gate to open. */
+  /** In the server's queue: holds the start of a request that waits for the gate to open. */
   waiting = false;
   /** Feeding the body of a request to its Request, bound once per connection. */
   private readonly bodyData = (chunk: Buffer): void => this.req!._data(chunk);
@@ -540,7 +541,12 @@ class Connection {
         buf = at < buf.length ? buf.subarray(at) : undefined;
         this.buf = buf;
         this.searchFrom = 0;
-        if (buf === undefined) return;
+        if (buf === undefined) {
+          // Only empty lines: still between requests (keep-alive timeout, and the gate for the next).
+          this.phase = Phase.Idle;
+          this.since = Date.now();
+          return;
+        }
       }
     }
     const max = this.server.options.maxHeaderSize;
@@ -634,12 +640,16 @@ class Connection {
       return;
     }
     this.since = Date.now();
-    if (this.buf === undefined) {
-      this.phase = Phase.Idle;
-      this.resumeReading();
-    } else {
-      // Before the next request starts: it may pause the socket again (a body it refuses).
-      this.resumeReading();
+    this.phase = Phase.Idle;
+    // A request sent before this answer (pipelined) arrived too: it passes the gate like any other.
+    if (this.buf !== undefined && this.server.wait(this)) {
+      if (this.buf.length < HOLD_MAX) this.resumeReading();
+      else this.pauseReading();
+      return;
+    }
+    // Before the next request starts: it may pause the socket again (a body it refuses).
+    this.resumeReading();
+    if (this.buf !== undefined) {
       this.phase = Phase.Head;
       this.parse();
     }
@@ -687,7 +697,7 @@ export class Http1Server {
   /** More listeners on the same socket (listen.ts addAcceptors), closed with the main one. */
   private readonly extra: net.Server[] = [];
   private timer: NodeJS.Timeout | undefined;
-  /** Idle connections waiting for the gate to open, oldest first, from `queueHead` on. */
+  /** Connections whose request waits for the gate to open, first come first, from `queueHead` on. */
   private queue: Connection[] = [];
   private queueHead = 0;
   private resumeScheduled = false;
@@ -799,20 +809,20 @@ export class Http1Server {
 
   /**
    * Stops accepting and closes idle connections; busy ones close after their answer.
-   * Connections waiting for the gate may hold a request: they are read again, so that their
-   * requests are served (each answer then closes its connection), and the promise resolves
-   * once that has been read and the ones that held nothing are closed.
+   * Requests waiting for the gate are let in and served (each answer then closes its
+   * connection), and so is one that arrives on an idle connection within the next two
+   * event-loop turns (Varnish may have sent it just before); then the promise resolves and
+   * the connections still idle are closed.
    */
   close(): Promise<void> {
     this.closing = true;
     if (this.listener.listening) this.listener.close();
     for (const l of this.extra) if (l.listening) l.close();
-    this.closeIdleConnections();
     const released = this.queue.slice(this.queueHead).filter((conn) => this.release(conn));
     this.queue = [];
     this.queueHead = 0;
     for (const conn of released) conn.takeHeld();
-    if (released.length === 0) return Promise.resolve();
+    // Idle connections too are read once more: a request sent on one just before is served.
     // What a waiting connection held is parsed as it is released; what is still in its
     // socket is read in the next poll, and parsed then.
     return new Promise((resolve) =>
@@ -825,7 +835,7 @@ export class Http1Server {
     );
   }
 
-  /** Connections that wait for the gate to open before their next request is read. */
+  /** Connections whose request waits, unread, for the gate to open. */
   get waiting(): number {
     let n = 0;
     for (let i = this.queueHead; i < this.queue.length; i++) if (this.queue[i]!.waiting) n++;

@@ -707,7 +707,7 @@ test('gate: a waiting connection reads no more than 16 KiB and a read; the rest 
   });
 });
 
-test('gate: a waiting connection with nothing to send does not hold up the ones behind it', async () => {
+test('gate: a connection with nothing to send does not wait, nor hold up the requests behind it', async () => {
   const g = gated(1);
   await withServer(g.handler, { mayStart: g.mayStart }, async (s) => {
     const first = await occupy(g, s);
@@ -746,7 +746,7 @@ test('gate: a waiting connection is not closed as idle, however long it waits', 
   });
 });
 
-test('gate: close() serves what waiting connections hold and closes the ones that hold nothing', async () => {
+test('gate: close() serves the requests that wait, and closes the connections that hold nothing', async () => {
   const g = gated(1);
   await withServer(g.handler, { mayStart: g.mayStart }, async (s) => {
     const first = await occupy(g, s);
@@ -764,6 +764,126 @@ test('gate: close() serves what waiting connections hold and closes the ones tha
     assert.match(held.text, /connection: close/i);
     await until(() => held.closed && first.closed, 'both closed after their answers');
   });
+});
+
+test('gate: a pipelined request waits at a shut gate like any other', async () => {
+  let open = true;
+  const started: string[] = [];
+  const answers: Array<() => void> = [];
+  await withServer(
+    (req, res) => {
+      started.push(req.url);
+      req.read({ data: () => {}, end: () => answers.push(() => res.end(req.url)), abort: () => {} });
+    },
+    { mayStart: () => open },
+    async (s) => {
+      const a = client(s.path);
+      a.sock.write(post('/a'));
+      await until(() => started.includes('/a'), '/a began');
+      open = false; // the gate shuts (bodies pile up for Lambda elsewhere)
+      const c = client(s.path);
+      c.sock.write(post('/c'));
+      await until(() => s.server.waiting === 1, '/c waits');
+      a.sock.write(post('/b')); // pipelined on a, after /c arrived
+      await new Promise((r) => setTimeout(r, 50));
+      answers.shift()!(); // /a answered; the gate is still shut
+      await a.wait(/\/a$/);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(started, ['/a'], 'nothing started while the gate was shut');
+      a.sock.destroy();
+      c.sock.destroy();
+    },
+  );
+});
+
+test('gate: an empty line after a request does not let the next one skip a shut gate', async () => {
+  let open = true;
+  const started: string[] = [];
+  await withServer(
+    (req, res) => {
+      started.push(req.url);
+      req.read({ data: () => {}, end: () => res.end(req.url), abort: () => {} });
+    },
+    { mayStart: () => open },
+    async (s) => {
+      const a = client(s.path);
+      a.sock.write(post('/a') + '\r\n');
+      await a.wait(/\/a$/);
+      await new Promise((r) => setTimeout(r, 50));
+      open = false;
+      a.sock.write(post('/b'));
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(started, ['/a'], 'the gate is shut: /b waits');
+      a.sock.destroy();
+    },
+  );
+});
+
+test('keep-alive: an empty line after a request leaves the connection idle, not timed as a request head', async () => {
+  await withServer(
+    (req, res) => req.read({ data: () => {}, end: () => res.end('ok'), abort: () => {} }),
+    { headersTimeoutMs: 100, keepAliveTimeoutMs: 10_000 },
+    async (s) => {
+      const a = client(s.path);
+      a.sock.write(post('/a') + '\r\n');
+      await a.wait(/ok$/);
+      await new Promise((r) => setTimeout(r, 400));
+      assert.not.match(a.text, /408/, 'no 408 on an idle keep-alive connection');
+      assert.is(a.closed, false);
+      a.sock.destroy();
+    },
+  );
+});
+
+test('gate: close() serves a request sent on an idle connection just before it, while the gate is shut', async () => {
+  const started: string[] = [];
+  await withServer(
+    (req, res) => {
+      started.push(req.url);
+      req.read({ data: () => {}, end: () => res.end(req.url), abort: () => {} });
+    },
+    { mayStart: () => false },
+    async (s) => {
+      const c = client(s.path);
+      await until(() => s.server.connections === 1, 'accepted');
+      await new Promise((r) => setTimeout(r, 20));
+      c.sock.write(post('/late'));
+      const closed = s.server.close();
+      await closed;
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(started, ['/late'], 'the request sent before close() is served');
+    },
+  );
+});
+
+test('gate: requests whose clients hang up while they wait hold up none of the others, which start in arrival order', async () => {
+  let open = false;
+  const started: string[] = [];
+  await withServer(
+    (req, res) => {
+      started.push(req.url);
+      req.read({ data: () => {}, end: () => res.end(req.url), abort: () => {} });
+    },
+    { mayStart: () => open },
+    async (s) => {
+      const cs = [];
+      for (let i = 0; i < 50; i++) {
+        const c = client(s.path);
+        cs.push(c);
+        c.sock.write(post(`/r${i}`));
+        await until(() => s.server.waiting === i + 1, `r${i} waits`);
+      }
+      for (let i = 0; i < 50; i += 5) cs[i]!.sock.destroy();
+      await until(() => s.server.waiting === 40, '40 wait');
+      open = true;
+      s.server.reopen();
+      await until(() => started.length === 40, 'all started');
+      const expect = Array.from({ length: 50 }, (_, i) => i).filter((i) => i % 5 !== 0).map((i) => `/r${i}`);
+      assert.equal(started, expect);
+      assert.is(s.server.waiting, 0);
+      for (const c of cs) c.sock.destroy();
+    },
+  );
 });
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));
