@@ -609,6 +609,16 @@ function gated(limit: number) {
 
 const post = (url: string): string => `POST ${url} HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc`;
 
+/** A handler that records the order requests began in and answers each with its URL once its body is read. */
+function recorder() {
+  const started: string[] = [];
+  const handler: Handler = (req, res) => {
+    started.push(req.url);
+    req.read({ data: () => {}, end: () => res.end(req.url), abort: () => {} });
+  };
+  return { started, handler };
+}
+
 /** Starts a request that holds the gate's one place until answerAll(); returns its client. */
 async function occupy(g: ReturnType<typeof gated>, s: Served) {
   g.server = s.server;
@@ -798,12 +808,9 @@ test('gate: a pipelined request waits at a shut gate like any other', async () =
 
 test('gate: an empty line after a request does not let the next one skip a shut gate', async () => {
   let open = true;
-  const started: string[] = [];
+  const { started, handler } = recorder();
   await withServer(
-    (req, res) => {
-      started.push(req.url);
-      req.read({ data: () => {}, end: () => res.end(req.url), abort: () => {} });
-    },
+    handler,
     { mayStart: () => open },
     async (s) => {
       const a = client(s.path);
@@ -836,12 +843,9 @@ test('keep-alive: an empty line after a request leaves the connection idle, not 
 });
 
 test('gate: close() serves a request sent on an idle connection just before it, while the gate is shut', async () => {
-  const started: string[] = [];
+  const { started, handler } = recorder();
   await withServer(
-    (req, res) => {
-      started.push(req.url);
-      req.read({ data: () => {}, end: () => res.end(req.url), abort: () => {} });
-    },
+    handler,
     { mayStart: () => false },
     async (s) => {
       const c = client(s.path);
@@ -858,12 +862,9 @@ test('gate: close() serves a request sent on an idle connection just before it, 
 
 test('gate: requests whose clients hang up while they wait hold up none of the others, which start in arrival order', async () => {
   let open = false;
-  const started: string[] = [];
+  const { started, handler } = recorder();
   await withServer(
-    (req, res) => {
-      started.push(req.url);
-      req.read({ data: () => {}, end: () => res.end(req.url), abort: () => {} });
-    },
+    handler,
     { mayStart: () => open },
     async (s) => {
       const cs = [];
