@@ -473,10 +473,12 @@ class Connection {
   private onData(chunk: Buffer): void {
     // Refused, or closing after its last answer: nothing more is read.
     if (this.phase === Phase.Closed) return;
-    if (this.waiting) {
-      // Held, not parsed, until the gate lets this connection in (takeHeld).
+    // A request's first bytes take their place at the gate now, behind the requests that
+    // arrived before them, whichever connections those came on. Held, not parsed, until the
+    // gate lets this connection in (takeHeld).
+    if (this.waiting || (this.phase === Phase.Idle && this.server.wait(this))) {
       this.append(chunk);
-      if (this.buf!.length >= HOLD_MAX) this.pauseReading();
+      this.hold();
       return;
     }
     if (this.phase === Phase.Active) {
@@ -491,13 +493,6 @@ class Connection {
       return;
     }
     if (this.phase === Phase.Idle) {
-      // A request's first bytes: it takes its place at the gate now, behind the requests
-      // that arrived before it, whichever connections they came on.
-      if (this.server.wait(this)) {
-        this.append(chunk);
-        if (this.buf!.length >= HOLD_MAX) this.pauseReading();
-        return;
-      }
       this.phase = Phase.Head;
       this.since = Date.now();
     }
@@ -591,6 +586,12 @@ class Connection {
     if (this.paused === false && this.buf !== undefined && this.buf.length > MAX_QUEUED) this.pauseReading();
   }
 
+  /** Waiting at the gate: reads on until it holds HOLD_MAX, so that a hang-up is seen. */
+  private hold(): void {
+    if (this.buf!.length >= HOLD_MAX) this.pauseReading();
+    else this.resumeReading();
+  }
+
   /** Let in by the gate: parses what arrived while it waited. */
   takeHeld(): void {
     if (this.phase !== Phase.Idle || this.buf === undefined) return;
@@ -642,11 +643,7 @@ class Connection {
     this.since = Date.now();
     this.phase = Phase.Idle;
     // A request sent before this answer (pipelined) arrived too: it passes the gate like any other.
-    if (this.buf !== undefined && this.server.wait(this)) {
-      if (this.buf.length < HOLD_MAX) this.resumeReading();
-      else this.pauseReading();
-      return;
-    }
+    if (this.buf !== undefined && this.server.wait(this)) return this.hold();
     // Before the next request starts: it may pause the socket again (a body it refuses).
     this.resumeReading();
     if (this.buf !== undefined) {
